@@ -1,0 +1,439 @@
+"""The domain of DESIGN.md. Constraints and indexes live here; business writes live in services."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from engage.choices import (
+    Channel,
+    Direction,
+    EventKind,
+    Priority,
+    Sentiment,
+    SourceKind,
+    Stage,
+    State,
+    TicketStatus,
+)
+
+
+def _in_choices(field: str, choices) -> Q:
+    return Q(**{f"{field}__in": choices.values})
+
+
+class Source(models.Model):
+    name = models.CharField(_("name"), max_length=200, unique=True)
+    channel = models.CharField(_("channel"), max_length=20, choices=Channel.choices)
+    kind = models.CharField(_("kind"), max_length=10, choices=SourceKind.choices)
+    url = models.URLField(_("feed URL"), max_length=1000, blank=True)
+    keywords = models.CharField(
+        _("keywords"), max_length=500, blank=True, help_text=_("Comma-separated brand terms.")
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("source")
+        verbose_name_plural = _("sources")
+        constraints = [
+            models.CheckConstraint(
+                condition=_in_choices("channel", Channel), name="source_channel_valid"
+            ),
+            models.CheckConstraint(condition=_in_choices("kind", SourceKind), name="source_kind_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Contact(models.Model):
+    """A person on one channel. Their conversations form one relationship timeline."""
+
+    channel = models.CharField(_("channel"), max_length=20, choices=Channel.choices)
+    handle = models.CharField(_("handle"), max_length=200)
+    name = models.CharField(_("name"), max_length=200, blank=True)
+    profile_url = models.URLField(_("profile URL"), max_length=1000, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["handle"]
+        verbose_name = _("contact")
+        verbose_name_plural = _("contacts")
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "handle"], name="contact_unique_handle"),
+            models.CheckConstraint(
+                condition=_in_choices("channel", Channel), name="contact_channel_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name or self.handle
+
+
+class Tag(models.Model):
+    name = models.CharField(_("name"), max_length=60, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("tag")
+        verbose_name_plural = _("tags")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Conversation(models.Model):
+    source = models.ForeignKey(
+        Source, on_delete=models.PROTECT, related_name="conversations", verbose_name=_("source")
+    )
+    external_id = models.CharField(_("external id"), max_length=255)
+    # The item's own channel: one API source may push several networks.
+    channel = models.CharField(_("channel"), max_length=20, choices=Channel.choices)
+    contact = models.ForeignKey(
+        Contact, on_delete=models.PROTECT, related_name="conversations", verbose_name=_("contact")
+    )
+    url = models.URLField(_("URL"), max_length=1000, blank=True)
+    text = models.TextField(_("text"))
+    language = models.CharField(_("language"), max_length=10, blank=True)
+    sentiment = models.CharField(
+        _("sentiment"), max_length=10, choices=Sentiment.choices, blank=True
+    )
+    priority = models.PositiveSmallIntegerField(
+        _("priority"), choices=Priority.choices, default=Priority.NORMAL
+    )
+    tags = models.ManyToManyField(Tag, blank=True, related_name="conversations")
+
+    stage = models.CharField(_("stage"), max_length=10, choices=Stage.choices, default=Stage.LISTEN)
+    cycle = models.PositiveIntegerField(_("cycle"), default=1)
+    stage_entered_at = models.DateTimeField(_("in stage since"))
+    # One assignee at most: a single nullable foreign key makes two impossible.
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="assigned_conversations",
+        verbose_name=_("assignee"),
+    )
+    state = models.CharField(_("state"), max_length=10, choices=State.choices, default=State.OPEN)
+    snoozed_until = models.DateTimeField(_("snoozed until"), null=True, blank=True)
+    needs_follow_up = models.BooleanField(_("needs follow-up"), default=False)
+
+    received_at = models.DateTimeField(_("received"))
+    first_response_due_at = models.DateTimeField(_("first response due"))
+    first_response_at = models.DateTimeField(_("first response"), null=True, blank=True)
+
+    # Optimistic concurrency: every change increments it; callers may send the one they saw.
+    version = models.PositiveIntegerField(_("version"), default=1)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("conversation")
+        verbose_name_plural = _("conversations")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "external_id"], name="conversation_unique_external_id"
+            ),
+            models.CheckConstraint(condition=_in_choices("stage", Stage), name="conversation_stage_valid"),
+            models.CheckConstraint(condition=_in_choices("state", State), name="conversation_state_valid"),
+            models.CheckConstraint(
+                condition=_in_choices("channel", Channel), name="conversation_channel_valid"
+            ),
+            models.CheckConstraint(
+                condition=_in_choices("priority", Priority), name="conversation_priority_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(sentiment="") | _in_choices("sentiment", Sentiment),
+                name="conversation_sentiment_valid",
+            ),
+            models.CheckConstraint(condition=Q(cycle__gte=1), name="conversation_cycle_positive"),
+            models.CheckConstraint(condition=Q(version__gte=1), name="conversation_version_positive"),
+            models.CheckConstraint(
+                condition=~Q(state=State.SNOOZED) | Q(snoozed_until__isnull=False),
+                name="conversation_snoozed_has_until",
+            ),
+        ]
+        indexes = [
+            # The queue's default order (due time) and its keyset.
+            models.Index(fields=["first_response_due_at", "id"], name="conv_due"),
+            models.Index(fields=["received_at", "id"], name="conv_received"),
+            models.Index(fields=["stage", "first_response_due_at", "id"], name="conv_stage_due"),
+            models.Index(
+                fields=["assignee", "stage", "first_response_due_at", "id"], name="conv_assignee_due"
+            ),
+            # Claim next: oldest-due unassigned open conversation of a stage.
+            models.Index(
+                fields=["stage", "first_response_due_at", "id"],
+                name="conv_claimable",
+                condition=Q(assignee__isnull=True, state=State.OPEN),
+            ),
+            models.Index(
+                fields=["first_response_due_at", "id"],
+                name="conv_claimable_any",
+                condition=Q(assignee__isnull=True, state=State.OPEN),
+            ),
+            models.Index(
+                fields=["first_response_due_at", "id"],
+                name="conv_follow_up",
+                condition=Q(needs_follow_up=True),
+            ),
+            models.Index(fields=["contact", "received_at"], name="conv_contact"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.text[:60]}"
+
+    @property
+    def priority_key(self) -> str:
+        return Priority(self.priority).key
+
+
+class Message(models.Model):
+    """One entry of a thread: the person's (inbound) or our logged reply (outbound)."""
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages", verbose_name=_("conversation")
+    )
+    # Denormalised from the conversation so the database can guard (source, external id).
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="+")
+    external_id = models.CharField(_("external id"), max_length=255, null=True, blank=True)
+    direction = models.CharField(_("direction"), max_length=10, choices=Direction.choices)
+    author_handle = models.CharField(_("author handle"), max_length=200, blank=True)
+    author_name = models.CharField(_("author name"), max_length=200, blank=True)
+    author_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("logged by"),
+    )
+    text = models.TextField(_("text"))
+    url = models.URLField(_("URL"), max_length=1000, blank=True)
+    sent_at = models.DateTimeField(_("sent"))
+    cycle = models.PositiveIntegerField(_("cycle"))
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["sent_at", "id"]
+        verbose_name = _("message")
+        verbose_name_plural = _("messages")
+        constraints = [
+            # NULL external ids (replies logged by hand) are distinct, so never collide.
+            models.UniqueConstraint(fields=["source", "external_id"], name="message_unique_external_id"),
+            models.CheckConstraint(
+                condition=_in_choices("direction", Direction), name="message_direction_valid"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["conversation", "sent_at"], name="message_thread"),
+            models.Index(
+                fields=["conversation", "cycle"],
+                name="message_replies",
+                condition=Q(direction=Direction.OUTBOUND),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.text[:60]
+
+
+class Note(models.Model):
+    """An internal note, never shown outside. Markdown, sanitised when rendered."""
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="notes", verbose_name=_("conversation")
+    )
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("author")
+    )
+    text = models.TextField(_("text"))
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name = _("note")
+        verbose_name_plural = _("notes")
+        indexes = [models.Index(fields=["conversation", "created_at"], name="note_thread")]
+
+    def __str__(self) -> str:
+        return self.text[:60]
+
+
+class FeedbackTicket(models.Model):
+    title = models.CharField(_("title"), max_length=200)
+    problem = models.TextField(_("problem statement"), blank=True)
+    product_area = models.CharField(_("product area"), max_length=100, blank=True)
+    status = models.CharField(
+        _("status"), max_length=12, choices=TicketStatus.choices, default=TicketStatus.NEW
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="owned_tickets",
+        verbose_name=_("owner"),
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("created by"),
+    )
+    status_changed_at = models.DateTimeField(_("status changed"), auto_now_add=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("feedback ticket")
+        verbose_name_plural = _("feedback tickets")
+        constraints = [
+            models.CheckConstraint(
+                condition=_in_choices("status", TicketStatus), name="ticket_status_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "created_at"], name="ticket_status")]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class FeedbackLink(models.Model):
+    """Evidence: a conversation (and so a person) that shows the need, with the quote."""
+
+    ticket = models.ForeignKey(
+        FeedbackTicket, on_delete=models.CASCADE, related_name="links", verbose_name=_("ticket")
+    )
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="feedback_links",
+        verbose_name=_("conversation"),
+    )
+    quote = models.TextField(_("quote"))
+    # The conversation's cycle when the link was made: it counts as that cycle's reaction.
+    cycle = models.PositiveIntegerField(_("cycle"))
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    # When the person was told that the ticket shipped or was declined.
+    told_at = models.DateTimeField(_("told"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name = _("feedback link")
+        verbose_name_plural = _("feedback links")
+        constraints = [
+            models.UniqueConstraint(fields=["ticket", "conversation"], name="link_unique"),
+        ]
+        indexes = [models.Index(fields=["conversation", "cycle"], name="link_conversation")]
+
+    def __str__(self) -> str:
+        return f"{self.ticket_id} ← {self.conversation_id}"
+
+
+class Event(models.Model):
+    """Append-only history. Written only by engage.history."""
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, null=True, blank=True, related_name="events"
+    )
+    ticket = models.ForeignKey(
+        FeedbackTicket, on_delete=models.CASCADE, null=True, blank=True, related_name="events"
+    )
+    kind = models.CharField(_("kind"), max_length=30, choices=EventKind.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("actor"),
+    )
+    from_stage = models.CharField(_("from"), max_length=10, choices=Stage.choices, blank=True)
+    to_stage = models.CharField(_("to"), max_length=10, choices=Stage.choices, blank=True)
+    cycle = models.PositiveIntegerField(_("cycle"), null=True, blank=True)
+    reason = models.TextField(_("reason"), blank=True)
+    data = models.JSONField(_("details"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("time"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name = _("event")
+        verbose_name_plural = _("events")
+        constraints = [
+            models.CheckConstraint(condition=_in_choices("kind", EventKind), name="event_kind_valid"),
+            models.CheckConstraint(
+                condition=Q(conversation__isnull=False) | Q(ticket__isnull=False),
+                name="event_has_subject",
+            ),
+            models.CheckConstraint(
+                condition=Q(from_stage="") | _in_choices("from_stage", Stage),
+                name="event_from_stage_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(to_stage="") | _in_choices("to_stage", Stage),
+                name="event_to_stage_valid",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["conversation", "created_at"], name="event_conversation"),
+            models.Index(fields=["ticket", "created_at"], name="event_ticket"),
+            models.Index(fields=["conversation", "cycle", "kind"], name="event_cycle_kind"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class Notification(models.Model):
+    """An in-app notice for one user. `key` makes the job that writes it idempotent."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications"
+    )
+    key = models.CharField(max_length=200)
+    text = models.CharField(_("text"), max_length=500)
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, null=True, blank=True)
+    ticket = models.ForeignKey(FeedbackTicket, on_delete=models.CASCADE, null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    read_at = models.DateTimeField(_("read"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("notification")
+        verbose_name_plural = _("notifications")
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="notification_once")]
+        indexes = [
+            models.Index(fields=["user", "created_at"], name="notification_unread",
+                         condition=Q(read_at__isnull=True)),
+        ]
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class ApiToken(models.Model):
+    """A bearer token. Only its SHA-256 is stored; the token itself is shown once."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(_("name"), max_length=100, blank=True)
+    prefix = models.CharField(_("prefix"), max_length=12)
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("API token")
+        verbose_name_plural = _("API tokens")
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"

@@ -1,0 +1,245 @@
+"""Every read path: pre-joined querysets, keyset pages and aggregates run by the database."""
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.conf import settings
+from django.contrib.postgres.search import SearchQuery, SearchVector
+from django.db import connection
+from django.db.models import BooleanField, Count, Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models.expressions import RawSQL
+from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext as _
+
+from engage.choices import Direction, EventKind, Priority, Stage, State, TicketStatus
+from engage.errors import InvalidInput
+from engage.models import Conversation, Event, FeedbackLink, FeedbackTicket, Message, Note
+
+# Sort name → (column, descending). The keyset is always (column, id) in the same direction.
+SORTS: dict[str, tuple[str, bool]] = {
+    "due": ("first_response_due_at", False),
+    "newest": ("received_at", True),
+    "oldest": ("received_at", False),
+    "priority": ("priority", True),
+}
+
+
+@dataclass
+class QueueFilter:
+    stage: str | None = None
+    state: str | None = None
+    assignee: str | None = None  # a username, "me" or "none"
+    channel: str | None = None
+    priority: str | None = None
+    follow_up: bool | None = None
+    q: str = ""
+    sort: str = "due"
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Page:
+    items: list
+    next_cursor: str | None
+
+
+def conversations() -> QuerySet[Conversation]:
+    """Conversations with what a list row shows, joined in one query."""
+    return Conversation.objects.select_related("source", "contact", "assignee").prefetch_related(
+        "tags"
+    )
+
+
+def _text_search(queryset: QuerySet, q: str) -> QuerySet:
+    if connection.vendor == "postgresql":
+        # Matches the GIN index on to_tsvector('simple', text) (migration 0003).
+        return queryset.annotate(search=SearchVector("text", config="simple")).filter(
+            search=SearchQuery(q, config="simple", search_type="websearch")
+        )
+    return queryset.filter(text__icontains=q)
+
+
+def filter_conversations(queryset: QuerySet, filters: QueueFilter, *, user) -> QuerySet:
+    if filters.stage:
+        if filters.stage not in Stage.values:
+            raise InvalidInput(_("“%(value)s” is not a stage.") % {"value": filters.stage}, field="stage")
+        queryset = queryset.filter(stage=filters.stage)
+    if filters.state:
+        if filters.state not in State.values:
+            raise InvalidInput(_("“%(value)s” is not a state.") % {"value": filters.state}, field="state")
+        queryset = queryset.filter(state=filters.state)
+    if filters.assignee:
+        if filters.assignee == "none":
+            queryset = queryset.filter(assignee__isnull=True)
+        elif filters.assignee == "me":
+            queryset = queryset.filter(assignee=user)
+        else:
+            queryset = queryset.filter(assignee__username=filters.assignee)
+    if filters.channel:
+        queryset = queryset.filter(channel=filters.channel)
+    if filters.priority:
+        try:
+            queryset = queryset.filter(priority=Priority.from_key(filters.priority))
+        except KeyError:
+            raise InvalidInput(
+                _("“%(value)s” is not a priority.") % {"value": filters.priority}, field="priority"
+            ) from None
+    if filters.follow_up is not None:
+        queryset = queryset.filter(needs_follow_up=filters.follow_up)
+    if filters.q.strip():
+        queryset = _text_search(queryset, filters.q.strip())
+    return queryset
+
+
+def encode_cursor(value, pk: int) -> str:
+    if isinstance(value, datetime):
+        value = value.isoformat()
+    raw = json.dumps([value, pk], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, sort: str):
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        value, pk = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if not isinstance(pk, int):
+            raise ValueError
+        column = SORTS[sort][0]
+        if column == "priority":
+            if not isinstance(value, int):
+                raise ValueError
+        else:
+            value = parse_datetime(value)
+            if value is None:
+                raise ValueError
+        return value, pk
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, json.JSONDecodeError):
+        raise InvalidInput(_("This cursor is not valid: start again from the first page."),
+                           field="cursor") from None
+
+
+def keyset_page(queryset: QuerySet, *, sort: str, cursor: str | None, limit: int) -> Page:
+    """One page after `cursor`, ordered by (sort column, id): constant cost on any page."""
+    if sort not in SORTS:
+        raise InvalidInput(
+            _("Unknown sort “%(sort)s”: use %(choices)s.") % {"sort": sort, "choices": ", ".join(SORTS)},
+            field="sort",
+        )
+    column, descending = SORTS[sort]
+    table = Conversation._meta.db_table
+    if cursor:
+        value, pk = decode_cursor(cursor, sort)
+        op = "<" if descending else ">"
+        # A row-value comparison lets the database walk the (column, id) index directly.
+        queryset = queryset.filter(
+            RawSQL(
+                f'("{table}"."{column}", "{table}"."id") {op} (%s, %s)',  # noqa: S608 - names are constants
+                (value, pk),
+                output_field=BooleanField(),
+            )
+        )
+    order = [f"-{column}", "-id"] if descending else [column, "id"]
+    rows = list(queryset.order_by(*order)[: limit + 1])
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        next_cursor = encode_cursor(getattr(last, column), last.pk)
+    return Page(items=rows, next_cursor=next_cursor)
+
+
+def queue_page(filters: QueueFilter, *, user, cursor: str | None = None, limit: int | None = None) -> Page:
+    limit = limit or settings.ENGAGE_PAGE_SIZE
+    queryset = filter_conversations(conversations(), filters, user=user)
+    return keyset_page(queryset, sort=filters.sort, cursor=cursor, limit=limit)
+
+
+def conversation_detail(conversation_id: int) -> Conversation:
+    """One conversation with its thread, notes, history and evidence, in a fixed number of queries."""
+    return (
+        conversations()
+        .prefetch_related(
+            Prefetch("messages", queryset=Message.objects.select_related("author_user")),
+            Prefetch("notes", queryset=Note.objects.select_related("author")),
+            Prefetch("events", queryset=Event.objects.select_related("actor")),
+            Prefetch("feedback_links", queryset=FeedbackLink.objects.select_related("ticket")),
+        )
+        .annotate(
+            reply_in_cycle=Exists(
+                Message.objects.filter(
+                    conversation=OuterRef("pk"), direction=Direction.OUTBOUND, cycle=OuterRef("cycle")
+                )
+            ),
+            reaction_in_cycle=Exists(
+                FeedbackLink.objects.filter(conversation=OuterRef("pk"), cycle=OuterRef("cycle"))
+            )
+            | Exists(
+                Event.objects.filter(
+                    conversation=OuterRef("pk"),
+                    cycle=OuterRef("cycle"),
+                    kind=EventKind.NO_CHANGE_RECORDED,
+                )
+            ),
+        )
+        .get(pk=conversation_id)
+    )
+
+
+def contact_conversations(conversation: Conversation, *, limit: int = 20) -> list[Conversation]:
+    """The person's other conversations, newest first: the relationship across channels."""
+    return list(
+        Conversation.objects.filter(contact_id=conversation.contact_id)
+        .exclude(pk=conversation.pk)
+        .select_related("source")
+        .order_by("-received_at")[:limit]
+    )
+
+
+def tickets() -> QuerySet[FeedbackTicket]:
+    """Tickets with demand (distinct people who asked) and how many of them were told."""
+    return FeedbackTicket.objects.select_related("owner").annotate(
+        demand=Count("links__conversation__contact", distinct=True),
+        evidence_count=Count("links", distinct=True),
+        told_count=Count("links", filter=Q(links__told_at__isnull=False), distinct=True),
+    )
+
+
+def ticket_list(*, status: str | None = None, product_area: str | None = None, q: str = "") -> QuerySet:
+    queryset = tickets()
+    if status:
+        if status not in TicketStatus.values:
+            raise InvalidInput(_("“%(value)s” is not a ticket status.") % {"value": status}, field="status")
+        queryset = queryset.filter(status=status)
+    if product_area:
+        queryset = queryset.filter(product_area=product_area)
+    if q.strip():
+        queryset = queryset.filter(Q(title__icontains=q.strip()) | Q(problem__icontains=q.strip()))
+    return queryset.order_by("-demand", "-created_at", "-id")
+
+
+def ticket_detail(ticket_id: int) -> FeedbackTicket:
+    return (
+        tickets()
+        .prefetch_related(
+            Prefetch(
+                "links",
+                queryset=FeedbackLink.objects.select_related(
+                    "conversation__contact", "conversation__source", "created_by"
+                ),
+            ),
+            Prefetch("events", queryset=Event.objects.select_related("actor")),
+        )
+        .get(pk=ticket_id)
+    )
+
+
+def tickets_for_linking(*, limit: int = 100) -> list[FeedbackTicket]:
+    """Open tickets offered in a conversation's "link to a ticket" form."""
+    return list(
+        FeedbackTicket.objects.exclude(status__in=[TicketStatus.DECLINED])
+        .order_by("-created_at")
+        .only("id", "title", "status")[:limit]
+    )

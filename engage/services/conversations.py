@@ -1,0 +1,475 @@
+"""Writes on conversations: create, assign, claim, advance, restart, reply, note, reaction."""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from engage import history, permissions, workflow
+from engage.choices import (
+    CLOSED_TICKET_STATUSES,
+    Channel,
+    Direction,
+    EventKind,
+    Priority,
+    SourceKind,
+    Stage,
+    State,
+)
+from engage.errors import Conflict, InvalidInput, TransitionNotAllowed
+from engage.models import Contact, Conversation, Event, FeedbackLink, Message, Note, Source
+
+User = get_user_model()
+
+
+@dataclass(frozen=True)
+class Author:
+    handle: str
+    name: str = ""
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class Item:
+    """The item shape shared by the API, imports and feeds (see the README's API section)."""
+
+    source: str
+    external_id: str
+    channel: str
+    author: Author
+    text: str
+    url: str = ""
+    created_at: datetime | None = None
+    priority: str = "normal"
+    extra: dict = field(default_factory=dict)
+
+
+def first_response_due(received_at: datetime, priority: int) -> datetime:
+    hours = settings.ENGAGE_FIRST_RESPONSE_HOURS[Priority(priority).key]
+    return received_at + timedelta(hours=hours)
+
+
+def _source_for(name: str, channel: str) -> Source:
+    source = Source.objects.filter(name=name).first()
+    if source is not None:
+        return source
+    try:
+        with transaction.atomic():
+            return Source.objects.create(name=name, channel=channel, kind=SourceKind.API)
+    except IntegrityError:
+        # Someone else created it between our read and our write.
+        return Source.objects.get(name=name)
+
+
+def _contact_for(channel: str, author: Author) -> Contact:
+    contact, created = Contact.objects.get_or_create(
+        channel=channel,
+        handle=author.handle,
+        defaults={"name": author.name, "profile_url": author.url},
+    )
+    if not created and ((author.name and author.name != contact.name) or
+                        (author.url and author.url != contact.profile_url)):
+        contact.name = author.name or contact.name
+        contact.profile_url = author.url or contact.profile_url
+        contact.save(update_fields=["name", "profile_url"])
+    return contact
+
+
+def _validate_item(item: Item) -> None:
+    if item.channel not in Channel.values:
+        raise InvalidInput(
+            _("Unknown channel “%(channel)s”: use one of %(choices)s.")
+            % {"channel": item.channel, "choices": ", ".join(Channel.values)},
+            field="channel",
+        )
+    if item.priority not in {p.key for p in Priority}:
+        raise InvalidInput(
+            _("Unknown priority “%(priority)s”: use low, normal, high or urgent.")
+            % {"priority": item.priority},
+            field="priority",
+        )
+    for name, value in (
+        ("source", item.source),
+        ("external_id", item.external_id),
+        ("author.handle", item.author.handle),
+        ("text", item.text),
+    ):
+        if not value or not str(value).strip():
+            raise InvalidInput(_("This field is required and may not be blank."), field=name)
+
+
+def create_conversation(item: Item, *, actor=None) -> tuple[Conversation, bool]:
+    """Store a conversation and its opening message, once per (source, external id).
+
+    Returns (conversation, created). A known (source, external id) returns the stored
+    conversation unchanged, even when two callers race: the database's unique
+    constraint decides, and the loser reads the winner's row.
+    """
+    permissions.require_work(actor)
+    _validate_item(item)
+    source = _source_for(item.source.strip(), item.channel)
+    existing = Conversation.objects.filter(source=source, external_id=item.external_id).first()
+    if existing is not None:
+        return existing, False
+    try:
+        with transaction.atomic():
+            conversation = _create(source, item, actor)
+    except IntegrityError:
+        existing = Conversation.objects.filter(source=source, external_id=item.external_id).first()
+        if existing is None:
+            raise
+        return existing, False
+    return conversation, True
+
+
+def _create(source: Source, item: Item, actor) -> Conversation:
+    now = timezone.now()
+    received_at = item.created_at or now
+    priority = Priority.from_key(item.priority)
+    conversation = Conversation.objects.create(
+        source=source,
+        external_id=item.external_id,
+        channel=item.channel,
+        contact=_contact_for(item.channel, item.author),
+        url=item.url,
+        text=item.text,
+        priority=priority,
+        received_at=received_at,
+        first_response_due_at=first_response_due(received_at, priority),
+        stage_entered_at=now,
+    )
+    Message.objects.create(
+        conversation=conversation,
+        source=source,
+        external_id=item.external_id,
+        direction=Direction.INBOUND,
+        author_handle=item.author.handle,
+        author_name=item.author.name,
+        text=item.text,
+        url=item.url,
+        sent_at=received_at,
+        cycle=conversation.cycle,
+    )
+    history.record(EventKind.CREATED, conversation=conversation, actor=actor)
+    return conversation
+
+
+def _lock(conversation_id: int) -> Conversation:
+    try:
+        return Conversation.objects.select_for_update().get(pk=conversation_id)
+    except Conversation.DoesNotExist:
+        raise InvalidInput(
+            _("Conversation %(id)s does not exist.") % {"id": conversation_id}, field="conversation"
+        ) from None
+
+
+def _bump(conversation: Conversation, *fields: str) -> None:
+    conversation.version += 1
+    conversation.save(update_fields=[*fields, "version", "updated_at"])
+
+
+def cycle_facts(conversation: Conversation) -> workflow.CycleFacts:
+    """What the cycle's guards need, read from the database for the current cycle."""
+    cycle = conversation.cycle
+    return workflow.CycleFacts(
+        stage=conversation.stage,
+        state=conversation.state,
+        version=conversation.version,
+        has_assignee=conversation.assignee_id is not None,
+        has_reply_in_cycle=conversation.messages.filter(
+            direction=Direction.OUTBOUND, cycle=cycle
+        ).exists(),
+        has_reaction_in_cycle=(
+            conversation.feedback_links.filter(cycle=cycle).exists()
+            or conversation.events.filter(cycle=cycle, kind=EventKind.NO_CHANGE_RECORDED).exists()
+        ),
+    )
+
+
+@transaction.atomic
+def advance(
+    conversation_id: int, *, actor, to: str | None = None, expected_version: int | None = None
+) -> Conversation:
+    """Move the conversation exactly one step on.
+
+    Raises TransitionNotAllowed (a skipped step, a step back, an unmet guard),
+    VersionConflict (the caller saw an older version), PermissionDenied.
+    """
+    permissions.require_work(actor)
+    conversation = _lock(conversation_id)
+    target = workflow.check_advance(
+        cycle_facts(conversation), to=to, expected_version=expected_version
+    )
+    previous = conversation.stage
+    conversation.stage, conversation.stage_entered_at = target, timezone.now()
+    _bump(conversation, "stage", "stage_entered_at")
+    history.stage_change(conversation, previous, actor=actor)
+    return conversation
+
+
+@transaction.atomic
+def restart(
+    conversation_id: int, *, actor, reason: str, expected_version: int | None = None
+) -> Conversation:
+    """Go back to listen from any stage, starting the next cycle. A reason is required."""
+    permissions.require_work(actor)
+    conversation = _lock(conversation_id)
+    workflow.check_restart(
+        cycle_facts(conversation), reason=reason, expected_version=expected_version
+    )
+    previous = conversation.stage
+    conversation.stage, conversation.stage_entered_at = Stage.LISTEN, timezone.now()
+    conversation.cycle += 1
+    _bump(conversation, "stage", "stage_entered_at", "cycle")
+    history.stage_change(conversation, previous, actor=actor, reason=reason.strip())
+    return conversation
+
+
+def _check_assignable(user) -> None:
+    if not permissions.can_work(user):
+        raise InvalidInput(
+            _("%(user)s cannot be assigned: only community managers work conversations.")
+            % {"user": user.get_username()},
+            field="assignee",
+        )
+
+
+@transaction.atomic
+def assign(
+    conversation_id: int, assignee, *, actor, expected_version: int | None = None
+) -> Conversation:
+    """Give the conversation to `assignee`, or to nobody with None. Same person: no change."""
+    permissions.require_work(actor)
+    if assignee is not None:
+        _check_assignable(assignee)
+    conversation = _lock(conversation_id)
+    workflow.check_version(cycle_facts_version_only(conversation), expected_version)
+    if conversation.assignee_id == (assignee.pk if assignee else None):
+        return conversation
+    previous = conversation.assignee
+    conversation.assignee = assignee
+    _bump(conversation, "assignee")
+    data = {"from": previous.get_username() if previous else None,
+            "to": assignee.get_username() if assignee else None}
+    kind = EventKind.ASSIGNED if assignee else EventKind.UNASSIGNED
+    history.record(kind, conversation=conversation, actor=actor, data=data)
+    return conversation
+
+
+def cycle_facts_version_only(conversation: Conversation) -> workflow.CycleFacts:
+    """Facts for a version check alone, without the guard queries."""
+    return workflow.CycleFacts(
+        stage=conversation.stage,
+        state=conversation.state,
+        version=conversation.version,
+        has_assignee=conversation.assignee_id is not None,
+        has_reply_in_cycle=False,
+        has_reaction_in_cycle=False,
+    )
+
+
+def claim_next(*, actor, stage: str | None = None) -> Conversation | None:
+    """Give the caller the oldest-due unassigned open conversation (of `stage`, if given).
+
+    On PostgreSQL the candidate row is locked with SKIP LOCKED, so concurrent claimers
+    pass over each other's rows instead of waiting or colliding. The assignment itself is
+    a compare-and-set on `assignee IS NULL`, which also keeps SQLite (no row locks) safe.
+    Returns None when nothing is left.
+    """
+    permissions.require_work(actor)
+    _check_assignable(actor)
+    if stage is not None and stage not in Stage.values:
+        raise InvalidInput(_("“%(stage)s” is not a stage.") % {"stage": stage}, field="stage")
+    for _attempt in range(20):
+        with transaction.atomic():
+            candidates = Conversation.objects.filter(assignee__isnull=True, state=State.OPEN)
+            if stage is not None:
+                candidates = candidates.filter(stage=stage)
+            conversation = (
+                candidates.order_by("first_response_due_at", "id")
+                .select_for_update(skip_locked=True)
+                .first()
+            )
+            if conversation is None:
+                return None
+            taken = Conversation.objects.filter(pk=conversation.pk, assignee__isnull=True).update(
+                assignee=actor, version=F("version") + 1, updated_at=timezone.now()
+            )
+            if not taken:
+                continue
+            conversation.refresh_from_db()
+            history.record(
+                EventKind.ASSIGNED,
+                conversation=conversation,
+                actor=actor,
+                data={"from": None, "to": actor.get_username(), "claimed": True},
+            )
+            return conversation
+    return None
+
+
+@transaction.atomic
+def log_reply(
+    conversation_id: int,
+    *,
+    actor,
+    text: str,
+    url: str = "",
+    external_id: str | None = None,
+    sent_at: datetime | None = None,
+) -> Message:
+    """Log our reply (written here or on the network itself) in the current cycle.
+
+    Sets the first-response time once. When the conversation was waiting to be told about a
+    shipped or declined ticket, this reply is the telling: the follow-up clears and the
+    evidence links record when the person was told.
+    """
+    permissions.require_work(actor)
+    if not text or not text.strip():
+        raise InvalidInput(_("A reply needs its text."), field="text")
+    conversation = _lock(conversation_id)
+    now = timezone.now()
+    message = Message.objects.create(
+        conversation=conversation,
+        source_id=conversation.source_id,
+        external_id=external_id or None,
+        direction=Direction.OUTBOUND,
+        author_user=actor,
+        author_handle=actor.get_username() if actor else "",
+        author_name=actor.get_full_name() if actor else "",
+        text=text.strip(),
+        url=url,
+        sent_at=sent_at or now,
+        cycle=conversation.cycle,
+    )
+    fields = []
+    if conversation.first_response_at is None:
+        conversation.first_response_at = message.sent_at
+        fields.append("first_response_at")
+    history.record(
+        EventKind.REPLY_LOGGED, conversation=conversation, actor=actor, data={"message": message.pk}
+    )
+    if conversation.needs_follow_up:
+        conversation.needs_follow_up = False
+        fields.append("needs_follow_up")
+        told = FeedbackLink.objects.filter(
+            conversation=conversation, told_at__isnull=True, ticket__status__in=CLOSED_TICKET_STATUSES
+        )
+        tickets = list(told.values_list("ticket_id", flat=True))
+        told.update(told_at=now)
+        history.record(
+            EventKind.FOLLOW_UP_CLEARED, conversation=conversation, actor=actor,
+            data={"tickets": tickets},
+        )
+    if fields:
+        _bump(conversation, *fields)
+    return message
+
+
+@transaction.atomic
+def add_note(conversation_id: int, *, actor, text: str) -> Note:
+    """Add an internal note. Notes do not change the conversation's version."""
+    permissions.require_work(actor)
+    if not text or not text.strip():
+        raise InvalidInput(_("A note needs its text."), field="text")
+    conversation = _lock(conversation_id)
+    note = Note.objects.create(conversation=conversation, author=actor, text=text.strip())
+    history.record(EventKind.NOTE_ADDED, conversation=conversation, actor=actor, data={"note": note.pk})
+    return note
+
+
+@transaction.atomic
+def record_no_change(conversation_id: int, *, actor, reason: str) -> Event:
+    """Record, in react, that this cycle needs no product change, and why."""
+    permissions.require_work(actor)
+    if not reason or not reason.strip():
+        raise InvalidInput(_("Say why no product change is needed."), field="reason")
+    conversation = _lock(conversation_id)
+    if conversation.stage != Stage.REACT:
+        raise TransitionNotAllowed(
+            _("“No product change needed” is decided in react: this conversation is in %(stage)s.")
+            % {"stage": workflow.stage_label(conversation.stage)}
+        )
+    if conversation.events.filter(cycle=conversation.cycle, kind=EventKind.NO_CHANGE_RECORDED).exists():
+        raise Conflict(_("This cycle already records that no product change is needed."))
+    return history.record(
+        EventKind.NO_CHANGE_RECORDED, conversation=conversation, actor=actor, reason=reason.strip()
+    )
+
+
+@transaction.atomic
+def set_priority(
+    conversation_id: int, priority: str, *, actor, expected_version: int | None = None
+) -> Conversation:
+    """Change the priority; the first-response due time follows unless already answered."""
+    permissions.require_work(actor)
+    try:
+        value = Priority.from_key(priority)
+    except KeyError:
+        raise InvalidInput(
+            _("Unknown priority “%(priority)s”: use low, normal, high or urgent.") % {"priority": priority},
+            field="priority",
+        ) from None
+    conversation = _lock(conversation_id)
+    workflow.check_version(cycle_facts_version_only(conversation), expected_version)
+    if conversation.priority == value:
+        return conversation
+    previous = Priority(conversation.priority).key
+    conversation.priority = value
+    conversation.first_response_due_at = first_response_due(conversation.received_at, value)
+    _bump(conversation, "priority", "first_response_due_at")
+    history.record(
+        EventKind.PRIORITY_CHANGED, conversation=conversation, actor=actor,
+        data={"from": previous, "to": value.key},
+    )
+    return conversation
+
+
+@transaction.atomic
+def set_state(
+    conversation_id: int,
+    state: str,
+    *,
+    actor,
+    snoozed_until: datetime | None = None,
+    expected_version: int | None = None,
+) -> Conversation:
+    """Open, snooze (until a time in the future) or close a conversation."""
+    permissions.require_work(actor)
+    if state not in State.values:
+        raise InvalidInput(_("“%(state)s” is not a state.") % {"state": state}, field="state")
+    if state == State.SNOOZED and (snoozed_until is None or snoozed_until <= timezone.now()):
+        raise InvalidInput(_("Snooze until a time in the future."), field="snoozed_until")
+    conversation = _lock(conversation_id)
+    workflow.check_version(cycle_facts_version_only(conversation), expected_version)
+    until = snoozed_until if state == State.SNOOZED else None
+    if conversation.state == state and conversation.snoozed_until == until:
+        return conversation
+    previous = conversation.state
+    conversation.state, conversation.snoozed_until = state, until
+    _bump(conversation, "state", "snoozed_until")
+    history.record(
+        EventKind.STATE_CHANGED, conversation=conversation, actor=actor,
+        data={"from": previous, "to": state, "until": until.isoformat() if until else None},
+    )
+    return conversation
+
+
+def user_by_username(username: str):
+    try:
+        return User.objects.get(username=username)
+    except User.DoesNotExist:
+        raise InvalidInput(
+            _("There is no user “%(username)s”.") % {"username": username}, field="assignee"
+        ) from None
+
+
+__all__ = [
+    "Author", "Item", "add_note", "advance", "assign", "claim_next", "create_conversation",
+    "cycle_facts", "log_reply", "record_no_change", "restart", "set_priority", "set_state",
+]
