@@ -9,8 +9,8 @@ Environment:
     CSRF_TRUSTED_ORIGINS, SECURE_SSL_REDIRECT, EMAIL_URL-free SMTP settings: see README.
 """
 
-from pathlib import Path
 import os
+from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -40,7 +40,7 @@ if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
     # Only ever used with DEBUG on, on a developer's machine.
-    SECRET_KEY = "django-insecure-engage-development-only"
+    SECRET_KEY = "django-insecure-engage-development-only"  # noqa: S105 - DEBUG only
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -130,6 +130,9 @@ else:
     RQ_QUEUES = {
         "default": {
             "ASYNC": False,
+            # HOST and PORT are required by django-rq but unused: the pool below is in-memory.
+            "HOST": "localhost",
+            "PORT": 6379,
             "REDIS_CLIENT_KWARGS": {
                 "connection_pool": redis.ConnectionPool(
                     connection_class=fakeredis.FakeRedisConnection,
@@ -194,14 +197,25 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 
-# Email (Django 6.1's MAILERS): printed to the console unless a backend is configured.
-MAILERS = {
-    "default": {
-        "BACKEND": os.environ.get(
-            "EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend"
-        ),
+# Email (Django 6.1's MAILERS). With DEBUG on, mail is printed to the console; otherwise
+# it goes to the SMTP server named by EMAIL_HOST (default: the local MTA).
+if DEBUG and not os.environ.get("EMAIL_HOST"):
+    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.console.EmailBackend"}}
+else:
+    MAILERS = {
+        "default": {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {
+                "host": os.environ.get("EMAIL_HOST", "localhost"),
+                "port": int(os.environ.get("EMAIL_PORT", "25")),
+                "username": os.environ.get("EMAIL_HOST_USER", ""),
+                "password": os.environ.get("EMAIL_HOST_PASSWORD", ""),
+                "use_tls": env_bool("EMAIL_USE_TLS", False),
+                "timeout": 10,
+            },
+        }
     }
-}
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "engage@localhost")
 
 LOGGING = {
     "version": 1,

@@ -41,7 +41,9 @@ class Source(models.Model):
             models.CheckConstraint(
                 condition=_in_choices("channel", Channel), name="source_channel_valid"
             ),
-            models.CheckConstraint(condition=_in_choices("kind", SourceKind), name="source_kind_valid"),
+            models.CheckConstraint(
+                condition=_in_choices("kind", SourceKind), name="source_kind_valid"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -137,8 +139,12 @@ class Conversation(models.Model):
             models.UniqueConstraint(
                 fields=["source", "external_id"], name="conversation_unique_external_id"
             ),
-            models.CheckConstraint(condition=_in_choices("stage", Stage), name="conversation_stage_valid"),
-            models.CheckConstraint(condition=_in_choices("state", State), name="conversation_state_valid"),
+            models.CheckConstraint(
+                condition=_in_choices("stage", Stage), name="conversation_stage_valid"
+            ),
+            models.CheckConstraint(
+                condition=_in_choices("state", State), name="conversation_state_valid"
+            ),
             models.CheckConstraint(
                 condition=_in_choices("channel", Channel), name="conversation_channel_valid"
             ),
@@ -150,7 +156,9 @@ class Conversation(models.Model):
                 name="conversation_sentiment_valid",
             ),
             models.CheckConstraint(condition=Q(cycle__gte=1), name="conversation_cycle_positive"),
-            models.CheckConstraint(condition=Q(version__gte=1), name="conversation_version_positive"),
+            models.CheckConstraint(
+                condition=Q(version__gte=1), name="conversation_version_positive"
+            ),
             models.CheckConstraint(
                 condition=~Q(state=State.SNOOZED) | Q(snoozed_until__isnull=False),
                 name="conversation_snoozed_has_until",
@@ -162,7 +170,8 @@ class Conversation(models.Model):
             models.Index(fields=["received_at", "id"], name="conv_received"),
             models.Index(fields=["stage", "first_response_due_at", "id"], name="conv_stage_due"),
             models.Index(
-                fields=["assignee", "stage", "first_response_due_at", "id"], name="conv_assignee_due"
+                fields=["assignee", "stage", "first_response_due_at", "id"],
+                name="conv_assignee_due",
             ),
             # Claim next: oldest-due unassigned open conversation of a stage.
             models.Index(
@@ -195,7 +204,10 @@ class Message(models.Model):
     """One entry of a thread: the person's (inbound) or our logged reply (outbound)."""
 
     conversation = models.ForeignKey(
-        Conversation, on_delete=models.CASCADE, related_name="messages", verbose_name=_("conversation")
+        Conversation,
+        on_delete=models.CASCADE,
+        related_name="messages",
+        verbose_name=_("conversation"),
     )
     # Denormalised from the conversation so the database can guard (source, external id).
     source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="+")
@@ -223,7 +235,9 @@ class Message(models.Model):
         verbose_name_plural = _("messages")
         constraints = [
             # NULL external ids (replies logged by hand) are distinct, so never collide.
-            models.UniqueConstraint(fields=["source", "external_id"], name="message_unique_external_id"),
+            models.UniqueConstraint(
+                fields=["source", "external_id"], name="message_unique_external_id"
+            ),
             models.CheckConstraint(
                 condition=_in_choices("direction", Direction), name="message_direction_valid"
             ),
@@ -248,7 +262,10 @@ class Note(models.Model):
         Conversation, on_delete=models.CASCADE, related_name="notes", verbose_name=_("conversation")
     )
     author = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", verbose_name=_("author")
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("author"),
     )
     text = models.TextField(_("text"))
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
@@ -311,7 +328,9 @@ class FeedbackLink(models.Model):
         FeedbackTicket, on_delete=models.CASCADE, related_name="links", verbose_name=_("ticket")
     )
     conversation = models.ForeignKey(
-        Conversation, on_delete=models.CASCADE, related_name="feedback_links",
+        Conversation,
+        on_delete=models.CASCADE,
+        related_name="feedback_links",
         verbose_name=_("conversation"),
     )
     quote = models.TextField(_("quote"))
@@ -367,7 +386,9 @@ class Event(models.Model):
         verbose_name = _("event")
         verbose_name_plural = _("events")
         constraints = [
-            models.CheckConstraint(condition=_in_choices("kind", EventKind), name="event_kind_valid"),
+            models.CheckConstraint(
+                condition=_in_choices("kind", EventKind), name="event_kind_valid"
+            ),
             models.CheckConstraint(
                 condition=Q(conversation__isnull=False) | Q(ticket__isnull=False),
                 name="event_has_subject",
@@ -410,8 +431,11 @@ class Notification(models.Model):
         verbose_name_plural = _("notifications")
         constraints = [models.UniqueConstraint(fields=["user", "key"], name="notification_once")]
         indexes = [
-            models.Index(fields=["user", "created_at"], name="notification_unread",
-                         condition=Q(read_at__isnull=True)),
+            models.Index(
+                fields=["user", "created_at"],
+                name="notification_unread",
+                condition=Q(read_at__isnull=True),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -68,9 +68,14 @@ def require_work(user) -> None:
 
 def require_link_evidence(user) -> None:
     if user is not None:
-        require(can_link_evidence(user), _("Only community managers and the product team can do this."))
+        require(
+            can_link_evidence(user), _("Only community managers and the product team can do this.")
+        )
 
 
 def require_manage_tickets(user) -> None:
     if user is not None:
-        require(can_manage_tickets(user), _("Only the product team can change a ticket's status, owner or text."))
+        require(
+            can_manage_tickets(user),
+            _("Only the product team can change a ticket's status, owner or text."),
+        )

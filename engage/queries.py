@@ -65,11 +65,15 @@ def _text_search(queryset: QuerySet, q: str) -> QuerySet:
 def filter_conversations(queryset: QuerySet, filters: QueueFilter, *, user) -> QuerySet:
     if filters.stage:
         if filters.stage not in Stage.values:
-            raise InvalidInput(_("“%(value)s” is not a stage.") % {"value": filters.stage}, field="stage")
+            raise InvalidInput(
+                _("“%(value)s” is not a stage.") % {"value": filters.stage}, field="stage"
+            )
         queryset = queryset.filter(stage=filters.stage)
     if filters.state:
         if filters.state not in State.values:
-            raise InvalidInput(_("“%(value)s” is not a state.") % {"value": filters.state}, field="state")
+            raise InvalidInput(
+                _("“%(value)s” is not a state.") % {"value": filters.state}, field="state"
+            )
         queryset = queryset.filter(state=filters.state)
     if filters.assignee:
         if filters.assignee == "none":
@@ -117,15 +121,17 @@ def decode_cursor(cursor: str, sort: str):
                 raise ValueError
         return value, pk
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, json.JSONDecodeError):
-        raise InvalidInput(_("This cursor is not valid: start again from the first page."),
-                           field="cursor") from None
+        raise InvalidInput(
+            _("This cursor is not valid: start again from the first page."), field="cursor"
+        ) from None
 
 
 def keyset_page(queryset: QuerySet, *, sort: str, cursor: str | None, limit: int) -> Page:
     """One page after `cursor`, ordered by (sort column, id): constant cost on any page."""
     if sort not in SORTS:
         raise InvalidInput(
-            _("Unknown sort “%(sort)s”: use %(choices)s.") % {"sort": sort, "choices": ", ".join(SORTS)},
+            _("Unknown sort “%(sort)s”: use %(choices)s.")
+            % {"sort": sort, "choices": ", ".join(SORTS)},
             field="sort",
         )
     column, descending = SORTS[sort]
@@ -135,8 +141,8 @@ def keyset_page(queryset: QuerySet, *, sort: str, cursor: str | None, limit: int
         op = "<" if descending else ">"
         # A row-value comparison lets the database walk the (column, id) index directly.
         queryset = queryset.filter(
-            RawSQL(
-                f'("{table}"."{column}", "{table}"."id") {op} (%s, %s)',  # noqa: S608 - names are constants
+            RawSQL(  # noqa: S611 - table, column and operator are constants; values are parameters
+                f'("{table}"."{column}", "{table}"."id") {op} (%s, %s)',
                 (value, pk),
                 output_field=BooleanField(),
             )
@@ -151,7 +157,9 @@ def keyset_page(queryset: QuerySet, *, sort: str, cursor: str | None, limit: int
     return Page(items=rows, next_cursor=next_cursor)
 
 
-def queue_page(filters: QueueFilter, *, user, cursor: str | None = None, limit: int | None = None) -> Page:
+def queue_page(
+    filters: QueueFilter, *, user, cursor: str | None = None, limit: int | None = None
+) -> Page:
     limit = limit or settings.ENGAGE_PAGE_SIZE
     queryset = filter_conversations(conversations(), filters, user=user)
     return keyset_page(queryset, sort=filters.sort, cursor=cursor, limit=limit)
@@ -170,7 +178,9 @@ def conversation_detail(conversation_id: int) -> Conversation:
         .annotate(
             reply_in_cycle=Exists(
                 Message.objects.filter(
-                    conversation=OuterRef("pk"), direction=Direction.OUTBOUND, cycle=OuterRef("cycle")
+                    conversation=OuterRef("pk"),
+                    direction=Direction.OUTBOUND,
+                    cycle=OuterRef("cycle"),
                 )
             ),
             reaction_in_cycle=Exists(
@@ -207,11 +217,15 @@ def tickets() -> QuerySet[FeedbackTicket]:
     )
 
 
-def ticket_list(*, status: str | None = None, product_area: str | None = None, q: str = "") -> QuerySet:
+def ticket_list(
+    *, status: str | None = None, product_area: str | None = None, q: str = ""
+) -> QuerySet:
     queryset = tickets()
     if status:
         if status not in TicketStatus.values:
-            raise InvalidInput(_("“%(value)s” is not a ticket status.") % {"value": status}, field="status")
+            raise InvalidInput(
+                _("“%(value)s” is not a ticket status.") % {"value": status}, field="status"
+            )
         queryset = queryset.filter(status=status)
     if product_area:
         queryset = queryset.filter(product_area=product_area)
@@ -242,4 +256,18 @@ def tickets_for_linking(*, limit: int = 100) -> list[FeedbackTicket]:
         FeedbackTicket.objects.exclude(status__in=[TicketStatus.DECLINED])
         .order_by("-created_at")
         .only("id", "title", "status")[:limit]
+    )
+
+
+def community_managers() -> list:
+    """Active community managers, by username: the people a conversation can be given to."""
+    from django.contrib.auth import get_user_model
+
+    from engage.choices import Role
+
+    return list(
+        get_user_model()
+        .objects.filter(is_active=True, groups__name=Role.COMMUNITY_MANAGER)
+        .order_by("username")
+        .distinct()
     )

@@ -20,7 +20,8 @@ def enqueue(func, *args, **kwargs):
 
 def _notify(user, key: str, text: str, *, conversation=None, ticket=None) -> bool:
     _notification, created = Notification.objects.get_or_create(
-        user=user, key=key,
+        user=user,
+        key=key,
         defaults={"text": text[:500], "conversation": conversation, "ticket": ticket},
     )
     return created
@@ -56,6 +57,9 @@ def notify_new_evidence(link_id: int) -> bool:
         "id": link.conversation_id,
     }
     return _notify(
-        link.ticket.owner, f"evidence:{link.pk}", text,
-        conversation=link.conversation, ticket=link.ticket,
+        link.ticket.owner,
+        f"evidence:{link.pk}",
+        text,
+        conversation=link.conversation,
+        ticket=link.ticket,
     )

@@ -13,7 +13,13 @@ from django.utils.translation import gettext as _
 from engage.choices import Stage, State
 from engage.errors import TransitionNotAllowed, VersionConflict
 
-__all__ = ["TransitionNotAllowed", "VersionConflict", "CycleFacts", "check_advance", "check_restart"]
+__all__ = [
+    "TransitionNotAllowed",
+    "VersionConflict",
+    "CycleFacts",
+    "check_advance",
+    "check_restart",
+]
 
 ORDER: tuple[Stage, ...] = (Stage.LISTEN, Stage.INTERACT, Stage.REACT, Stage.SELL)
 
@@ -64,7 +70,8 @@ def check_move(current: str, target: str) -> Stage:
         target_stage = Stage(target)
     except ValueError:
         raise TransitionNotAllowed(
-            _("“%(target)s” is not a stage: use listen, interact, react or sell.") % {"target": target}
+            _("“%(target)s” is not a stage: use listen, interact, react or sell.")
+            % {"target": target}
         ) from None
     here, there = ORDER.index(Stage(current)), ORDER.index(target_stage)
     if there == here:
@@ -133,7 +140,11 @@ def check_restart(facts: CycleFacts, *, reason: str, expected_version: int | Non
     """A restart goes back to listen from any stage and needs a reason."""
     check_version(facts, expected_version)
     if not reason or not reason.strip():
-        raise TransitionNotAllowed(_("Say why the conversation goes back to listen: a reason is required."))
+        raise TransitionNotAllowed(
+            _("Say why the conversation goes back to listen: a reason is required.")
+        )
     if facts.state == State.CLOSED:
-        raise TransitionNotAllowed(_("This conversation is closed: reopen it before restarting it."))
+        raise TransitionNotAllowed(
+            _("This conversation is closed: reopen it before restarting it.")
+        )
     return Stage.LISTEN

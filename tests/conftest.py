@@ -33,3 +33,9 @@ def staff(db):
 @pytest.fixture
 def conversation(db):
     return factories.conversation()
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Real hashing costs ~0.3 s a user; tests create many users."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

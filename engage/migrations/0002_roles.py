@@ -8,14 +8,32 @@ from django.db import migrations
 
 ROLES = {
     "community_manager": {
-        "view": ["source", "contact", "tag", "conversation", "message", "note", "event",
-                 "feedbackticket", "feedbacklink"],
+        "view": [
+            "source",
+            "contact",
+            "tag",
+            "conversation",
+            "message",
+            "note",
+            "event",
+            "feedbackticket",
+            "feedbacklink",
+        ],
         "add": ["conversation", "message", "note", "feedbackticket", "feedbacklink", "tag"],
         "change": ["conversation", "tag"],
     },
     "product_team": {
-        "view": ["source", "contact", "tag", "conversation", "message", "note", "event",
-                 "feedbackticket", "feedbacklink"],
+        "view": [
+            "source",
+            "contact",
+            "tag",
+            "conversation",
+            "message",
+            "note",
+            "event",
+            "feedbackticket",
+            "feedbacklink",
+        ],
         "add": ["feedbackticket", "feedbacklink"],
         "change": ["feedbackticket", "feedbacklink"],
     },

@@ -72,8 +72,10 @@ def _contact_for(channel: str, author: Author) -> Contact:
         handle=author.handle,
         defaults={"name": author.name, "profile_url": author.url},
     )
-    if not created and ((author.name and author.name != contact.name) or
-                        (author.url and author.url != contact.profile_url)):
+    if not created and (
+        (author.name and author.name != contact.name)
+        or (author.url and author.url != contact.profile_url)
+    ):
         contact.name = author.name or contact.name
         contact.profile_url = author.url or contact.profile_url
         contact.save(update_fields=["name", "profile_url"])
@@ -254,8 +256,10 @@ def assign(
     previous = conversation.assignee
     conversation.assignee = assignee
     _bump(conversation, "assignee")
-    data = {"from": previous.get_username() if previous else None,
-            "to": assignee.get_username() if assignee else None}
+    data = {
+        "from": previous.get_username() if previous else None,
+        "to": assignee.get_username() if assignee else None,
+    }
     kind = EventKind.ASSIGNED if assignee else EventKind.UNASSIGNED
     history.record(kind, conversation=conversation, actor=actor, data=data)
     return conversation
@@ -358,12 +362,16 @@ def log_reply(
         conversation.needs_follow_up = False
         fields.append("needs_follow_up")
         told = FeedbackLink.objects.filter(
-            conversation=conversation, told_at__isnull=True, ticket__status__in=CLOSED_TICKET_STATUSES
+            conversation=conversation,
+            told_at__isnull=True,
+            ticket__status__in=CLOSED_TICKET_STATUSES,
         )
         tickets = list(told.values_list("ticket_id", flat=True))
         told.update(told_at=now)
         history.record(
-            EventKind.FOLLOW_UP_CLEARED, conversation=conversation, actor=actor,
+            EventKind.FOLLOW_UP_CLEARED,
+            conversation=conversation,
+            actor=actor,
             data={"tickets": tickets},
         )
     if fields:
@@ -379,7 +387,9 @@ def add_note(conversation_id: int, *, actor, text: str) -> Note:
         raise InvalidInput(_("A note needs its text."), field="text")
     conversation = _lock(conversation_id)
     note = Note.objects.create(conversation=conversation, author=actor, text=text.strip())
-    history.record(EventKind.NOTE_ADDED, conversation=conversation, actor=actor, data={"note": note.pk})
+    history.record(
+        EventKind.NOTE_ADDED, conversation=conversation, actor=actor, data={"note": note.pk}
+    )
     return note
 
 
@@ -395,7 +405,9 @@ def record_no_change(conversation_id: int, *, actor, reason: str) -> Event:
             _("“No product change needed” is decided in react: this conversation is in %(stage)s.")
             % {"stage": workflow.stage_label(conversation.stage)}
         )
-    if conversation.events.filter(cycle=conversation.cycle, kind=EventKind.NO_CHANGE_RECORDED).exists():
+    if conversation.events.filter(
+        cycle=conversation.cycle, kind=EventKind.NO_CHANGE_RECORDED
+    ).exists():
         raise Conflict(_("This cycle already records that no product change is needed."))
     return history.record(
         EventKind.NO_CHANGE_RECORDED, conversation=conversation, actor=actor, reason=reason.strip()
@@ -412,7 +424,8 @@ def set_priority(
         value = Priority.from_key(priority)
     except KeyError:
         raise InvalidInput(
-            _("Unknown priority “%(priority)s”: use low, normal, high or urgent.") % {"priority": priority},
+            _("Unknown priority “%(priority)s”: use low, normal, high or urgent.")
+            % {"priority": priority},
             field="priority",
         ) from None
     conversation = _lock(conversation_id)
@@ -424,7 +437,9 @@ def set_priority(
     conversation.first_response_due_at = first_response_due(conversation.received_at, value)
     _bump(conversation, "priority", "first_response_due_at")
     history.record(
-        EventKind.PRIORITY_CHANGED, conversation=conversation, actor=actor,
+        EventKind.PRIORITY_CHANGED,
+        conversation=conversation,
+        actor=actor,
         data={"from": previous, "to": value.key},
     )
     return conversation
@@ -454,7 +469,9 @@ def set_state(
     conversation.state, conversation.snoozed_until = state, until
     _bump(conversation, "state", "snoozed_until")
     history.record(
-        EventKind.STATE_CHANGED, conversation=conversation, actor=actor,
+        EventKind.STATE_CHANGED,
+        conversation=conversation,
+        actor=actor,
         data={"from": previous, "to": state, "until": until.isoformat() if until else None},
     )
     return conversation
@@ -470,6 +487,17 @@ def user_by_username(username: str):
 
 
 __all__ = [
-    "Author", "Item", "add_note", "advance", "assign", "claim_next", "create_conversation",
-    "cycle_facts", "log_reply", "record_no_change", "restart", "set_priority", "set_state",
+    "Author",
+    "Item",
+    "add_note",
+    "advance",
+    "assign",
+    "claim_next",
+    "create_conversation",
+    "cycle_facts",
+    "log_reply",
+    "record_no_change",
+    "restart",
+    "set_priority",
+    "set_state",
 ]

@@ -20,7 +20,9 @@ def _lock_ticket(ticket_id: int) -> FeedbackTicket:
     try:
         return FeedbackTicket.objects.select_for_update().get(pk=ticket_id)
     except FeedbackTicket.DoesNotExist:
-        raise InvalidInput(_("Ticket %(id)s does not exist.") % {"id": ticket_id}, field="ticket") from None
+        raise InvalidInput(
+            _("Ticket %(id)s does not exist.") % {"id": ticket_id}, field="ticket"
+        ) from None
 
 
 def _lock_conversation(conversation_id: int) -> Conversation:
@@ -47,10 +49,14 @@ def create_ticket(
     if not title or not title.strip():
         raise InvalidInput(_("A ticket needs a title."), field="title")
     ticket = FeedbackTicket.objects.create(
-        title=title.strip(), problem=problem.strip(), product_area=product_area.strip(),
+        title=title.strip(),
+        problem=problem.strip(),
+        product_area=product_area.strip(),
         created_by=actor,
     )
-    history.record(EventKind.TICKET_CREATED, ticket=ticket, actor=actor, data={"title": ticket.title})
+    history.record(
+        EventKind.TICKET_CREATED, ticket=ticket, actor=actor, data={"title": ticket.title}
+    )
     if conversation_id is not None:
         _link(ticket, conversation_id, quote=quote or ticket.title, actor=actor)
     return ticket
@@ -76,8 +82,11 @@ def _link(ticket: FeedbackTicket, conversation_id: int, *, quote: str, actor) ->
     try:
         with transaction.atomic():
             link = FeedbackLink.objects.create(
-                ticket=ticket, conversation=conversation, quote=quote.strip(),
-                cycle=conversation.cycle, created_by=actor,
+                ticket=ticket,
+                conversation=conversation,
+                quote=quote.strip(),
+                cycle=conversation.cycle,
+                created_by=actor,
             )
     except IntegrityError:
         raise Conflict(
@@ -85,7 +94,9 @@ def _link(ticket: FeedbackTicket, conversation_id: int, *, quote: str, actor) ->
             % {"conversation": conversation.pk}
         ) from None
     history.record(
-        EventKind.FEEDBACK_LINKED, conversation=conversation, actor=actor,
+        EventKind.FEEDBACK_LINKED,
+        conversation=conversation,
+        actor=actor,
         data={"ticket": ticket.pk, "title": ticket.title, "link": link.pk},
     )
     if ticket.status in CLOSED_TICKET_STATUSES:
@@ -138,7 +149,10 @@ def change_ticket_status(ticket_id: int, status: str, *, actor, note: str = "") 
     ticket.status, ticket.status_changed_at = status, timezone.now()
     ticket.save(update_fields=["status", "status_changed_at", "updated_at"])
     history.record(
-        EventKind.TICKET_STATUS_CHANGED, ticket=ticket, actor=actor, reason=note.strip(),
+        EventKind.TICKET_STATUS_CHANGED,
+        ticket=ticket,
+        actor=actor,
+        reason=note.strip(),
         data={"from": previous, "to": status},
     )
     if status in CLOSED_TICKET_STATUSES:
@@ -185,8 +199,12 @@ def update_ticket(
         setattr(ticket, name, value)
     ticket.save(update_fields=[*changed, "updated_at"])
     history.record(
-        EventKind.TICKET_UPDATED, ticket=ticket, actor=actor,
-        data={name: (value.get_username() if name == "owner" and value else value)
-              for name, value in changed.items()},
+        EventKind.TICKET_UPDATED,
+        ticket=ticket,
+        actor=actor,
+        data={
+            name: (value.get_username() if name == "owner" and value else value)
+            for name, value in changed.items()
+        },
     )
     return ticket

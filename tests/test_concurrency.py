@@ -1,0 +1,103 @@
+"""Concurrency on PostgreSQL: row locks, SKIP LOCKED and versions keep racing users apart."""
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.db import connection, connections
+
+from engage.choices import EventKind, Stage
+from engage.errors import TransitionNotAllowed, VersionConflict
+from engage.models import Conversation, Event
+from engage.services import conversations as cs
+from tests import factories
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        connection.vendor != "postgresql",
+        reason="row locks and SKIP LOCKED need PostgreSQL; CI runs this with DATABASE_URL set",
+    ),
+]
+
+
+def run_in_threads(count: int, work):
+    """Run work(i) in `count` threads that start together; return results or exceptions."""
+    barrier = threading.Barrier(count)
+
+    def wrapped(i):
+        try:
+            barrier.wait()
+            return work(i)
+        except Exception as error:  # noqa: BLE001 - the test inspects what each thread got
+            return error
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(wrapped, range(count)))
+
+
+def test_eight_claimers_get_distinct_conversations():
+    managers = [factories.user(f"claimer{i}") for i in range(8)]
+    for _ in range(100):
+        factories.conversation()
+
+    def claim_until_empty(i):
+        claimed = []
+        while (conversation := cs.claim_next(actor=managers[i])) is not None:
+            claimed.append(conversation.pk)
+        return claimed
+
+    results = run_in_threads(8, claim_until_empty)
+
+    assert not [r for r in results if isinstance(r, Exception)]
+    every_claim = [pk for claimed in results for pk in claimed]
+    assert len(every_claim) == 100
+    assert len(set(every_claim)) == 100
+    assert Conversation.objects.filter(assignee__isnull=True).count() == 0
+    assert Event.objects.filter(kind=EventKind.ASSIGNED).count() == 100
+
+
+def test_two_concurrent_advances_produce_one_event():
+    manager = factories.user("racer")
+    conversation = factories.conversation()
+    cs.assign(conversation.pk, manager, actor=manager)  # version 2
+
+    results = run_in_threads(
+        2, lambda i: cs.advance(conversation.pk, actor=manager, expected_version=2)
+    )
+
+    winners = [r for r in results if isinstance(r, Conversation)]
+    losers = [r for r in results if isinstance(r, VersionConflict)]
+    assert (len(winners), len(losers)) == (1, 1)
+    conversation.refresh_from_db()
+    assert (conversation.stage, conversation.version) == (Stage.INTERACT, 3)
+    assert (
+        Event.objects.filter(conversation=conversation, kind=EventKind.STAGE_CHANGED).count() == 1
+    )
+
+
+def test_two_concurrent_advances_to_the_same_stage_without_versions_move_once():
+    manager = factories.user("racer")
+    conversation = factories.conversation()
+    cs.assign(conversation.pk, manager, actor=manager)
+
+    results = run_in_threads(
+        2, lambda i: cs.advance(conversation.pk, actor=manager, to=Stage.INTERACT)
+    )
+
+    assert sum(isinstance(r, Conversation) for r in results) == 1
+    assert sum(isinstance(r, TransitionNotAllowed) for r in results) == 1
+    assert (
+        Event.objects.filter(conversation=conversation, kind=EventKind.STAGE_CHANGED).count() == 1
+    )
+
+
+def test_concurrent_creates_of_one_item_store_it_once():
+    item = factories.item(external_id="race-1")
+    results = run_in_threads(6, lambda i: cs.create_conversation(item))
+    assert not [r for r in results if isinstance(r, Exception)]
+    assert sum(created for _conversation, created in results) == 1
+    assert len({conversation.pk for conversation, _created in results}) == 1
+    assert Conversation.objects.count() == 1
