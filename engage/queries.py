@@ -56,7 +56,7 @@ def conversations() -> QuerySet[Conversation]:
 def _text_search(queryset: QuerySet, q: str) -> QuerySet:
     if connection.vendor == "postgresql":
         # Matches the GIN index on to_tsvector('simple', text) (migration 0003).
-        return queryset.annotate(search=SearchVector("text", config="simple")).filter(
+        return queryset.alias(search=SearchVector("text", config="simple")).filter(
             search=SearchQuery(q, config="simple", search_type="websearch")
         )
     return queryset.filter(text__icontains=q)

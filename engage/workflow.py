@@ -53,14 +53,15 @@ def _join(labels: list[str]) -> str:
     return _("%(first)s and %(last)s") % {"first": ", ".join(labels[:-1]), "last": labels[-1]}
 
 
-def check_version(facts: CycleFacts, expected_version: int | None) -> None:
-    if expected_version is not None and expected_version != facts.version:
+def check_version(current_version: int, expected_version: int | None) -> None:
+    """Refuse a change made from a stale view of the conversation."""
+    if expected_version is not None and expected_version != current_version:
         raise VersionConflict(
             _(
                 "Someone else changed this conversation since you opened it "
                 "(version %(expected)s, now %(current)s). Review the new state and try again."
             )
-            % {"expected": expected_version, "current": facts.version}
+            % {"expected": expected_version, "current": current_version}
         )
 
 
@@ -119,7 +120,7 @@ def check_advance(
     facts: CycleFacts, *, to: str | None = None, expected_version: int | None = None
 ) -> Stage:
     """Return the stage an advance leads to, or raise why it may not happen."""
-    check_version(facts, expected_version)
+    check_version(facts.version, expected_version)
     if facts.state == State.CLOSED:
         raise TransitionNotAllowed(_("This conversation is closed: reopen it before moving it on."))
     if to is None:
@@ -138,7 +139,7 @@ def check_advance(
 
 def check_restart(facts: CycleFacts, *, reason: str, expected_version: int | None = None) -> Stage:
     """A restart goes back to listen from any stage and needs a reason."""
-    check_version(facts, expected_version)
+    check_version(facts.version, expected_version)
     if not reason or not reason.strip():
         raise TransitionNotAllowed(
             _("Say why the conversation goes back to listen: a reason is required.")

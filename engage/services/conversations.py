@@ -250,7 +250,7 @@ def assign(
     if assignee is not None:
         _check_assignable(assignee)
     conversation = _lock(conversation_id)
-    workflow.check_version(cycle_facts_version_only(conversation), expected_version)
+    workflow.check_version(conversation.version, expected_version)
     if conversation.assignee_id == (assignee.pk if assignee else None):
         return conversation
     previous = conversation.assignee
@@ -263,18 +263,6 @@ def assign(
     kind = EventKind.ASSIGNED if assignee else EventKind.UNASSIGNED
     history.record(kind, conversation=conversation, actor=actor, data=data)
     return conversation
-
-
-def cycle_facts_version_only(conversation: Conversation) -> workflow.CycleFacts:
-    """Facts for a version check alone, without the guard queries."""
-    return workflow.CycleFacts(
-        stage=conversation.stage,
-        state=conversation.state,
-        version=conversation.version,
-        has_assignee=conversation.assignee_id is not None,
-        has_reply_in_cycle=False,
-        has_reaction_in_cycle=False,
-    )
 
 
 def claim_next(*, actor, stage: str | None = None) -> Conversation | None:
@@ -429,7 +417,7 @@ def set_priority(
             field="priority",
         ) from None
     conversation = _lock(conversation_id)
-    workflow.check_version(cycle_facts_version_only(conversation), expected_version)
+    workflow.check_version(conversation.version, expected_version)
     if conversation.priority == value:
         return conversation
     previous = Priority(conversation.priority).key
@@ -461,7 +449,7 @@ def set_state(
     if state == State.SNOOZED and (snoozed_until is None or snoozed_until <= timezone.now()):
         raise InvalidInput(_("Snooze until a time in the future."), field="snoozed_until")
     conversation = _lock(conversation_id)
-    workflow.check_version(cycle_facts_version_only(conversation), expected_version)
+    workflow.check_version(conversation.version, expected_version)
     until = snoozed_until if state == State.SNOOZED else None
     if conversation.state == state and conversation.snoozed_until == until:
         return conversation
