@@ -1,3 +1,967 @@
-from ninja import NinjaAPI
+"""The JSON API under /api/v1/: thin endpoints over engage.services and engage.queries.
 
-api = NinjaAPI(title="engage", version="1")
+Authentication is a Django session (with CSRF for unsafe methods) or
+`Authorization: Bearer <token>` (see `manage.py create_api_token`). Roles come from
+engage.permissions: the services refuse writes, `_viewer` refuses reads.
+
+Every error is JSON `{"detail": ...}`:
+- 401 not authenticated, 403 the role does not allow it (or a failed CSRF check),
+  404 an unknown id or path;
+- 409 a rule refused the change (a skipped step, a stale `version`, already linked):
+  `detail` is the refusal, written for a person;
+- 422 invalid input: `detail` is a list of `{"field", "msg", "type"}`, where `field` is
+  the dotted name of the offending input ("to", "author.handle", "cursor") or null.
+"""
+
+import logging
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Annotated, Literal
+
+from django.conf import settings
+from django.core.exceptions import (
+    ObjectDoesNotExist,
+    PermissionDenied,
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+)
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import URLValidator
+from django.db import transaction
+from django.http import Http404, HttpRequest, HttpResponse
+from django.utils.translation import gettext as _
+from ninja import Field, NinjaAPI, Query, Schema, Status
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.security import APIKeyCookie, HttpBearer
+from pydantic import AfterValidator, AwareDatetime, ConfigDict, StringConstraints
+
+from engage import permissions, queries, workflow
+from engage.choices import Channel, Direction, EventKind, Priority, Stage, State, TicketStatus
+from engage.errors import Conflict, EngageError, InvalidInput, TransitionNotAllowed, VersionConflict
+from engage.models import Conversation, Event, FeedbackLink, FeedbackTicket, Message, Note
+from engage.services import conversations as conversation_services
+from engage.services import feedback as feedback_services
+from engage.services import tokens
+
+log = logging.getLogger(__name__)
+
+# The largest id a bigint primary key can hold; anything above cannot exist.
+MAX_ID = queries.MAX_ID
+
+
+# Authentication ------------------------------------------------------------------------
+
+
+class BearerToken(HttpBearer):
+    """`Authorization: Bearer eng_...`: a token from `manage.py create_api_token`."""
+
+    def authenticate(self, request: HttpRequest, token: str):
+        return tokens.authenticate(token)
+
+
+class SessionCookie(APIKeyCookie):
+    """Django's session, as ninja's `django_auth`, with its CSRF check on unsafe methods.
+
+    An anonymous request is answered 401 before any CSRF check, so that a client without
+    credentials learns that it must authenticate rather than that its CSRF token is missing.
+    """
+
+    param_name = settings.SESSION_COOKIE_NAME
+
+    def __call__(self, request: HttpRequest):
+        if not request.user.is_authenticated:
+            return None
+        return super().__call__(request)
+
+    def authenticate(self, request: HttpRequest, key: str | None):
+        return request.user
+
+
+api = NinjaAPI(
+    title="engage",
+    version="1",
+    description=__doc__,
+    auth=[BearerToken(), SessionCookie()],
+)
+
+
+def _viewer(request: HttpRequest):
+    """The authenticated user, who must have a role that reads conversations and tickets."""
+    permissions.require_view(request.auth)
+    return request.auth
+
+
+# Input types -----------------------------------------------------------------------------
+
+
+def _storable(value: str) -> str:
+    # PostgreSQL refuses NUL in text, and lone surrogates cannot be encoded at all.
+    if "\x00" in value:
+        raise ValueError(_("NUL characters are not allowed."))
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(_("The text is not valid Unicode.")) from None
+    return value
+
+
+def _web_url(value: str) -> str:
+    if value:
+        try:
+            URLValidator(schemes=["http", "https"])(value)
+        except DjangoValidationError:
+            raise ValueError(_("Enter a full http:// or https:// address.")) from None
+    return value
+
+
+# Times are bounded so that adding a response target or converting to UTC cannot overflow.
+EARLIEST, LATEST = queries.EARLIEST, queries.LATEST
+
+
+def _plausible_time(value: datetime) -> datetime:
+    if not EARLIEST <= value <= LATEST:
+        raise ValueError(_("The time must be between the years 1900 and 9000."))
+    return value
+
+
+def Text(max_length: int | None = None, *, required: bool = False):  # a type, named as one
+    """A string that the database can store; `required` means not blank once stripped."""
+    return Annotated[
+        str,
+        StringConstraints(
+            strip_whitespace=True, min_length=1 if required else None, max_length=max_length
+        ),
+        AfterValidator(_storable),
+    ]
+
+
+Url = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=1000),
+    AfterValidator(_storable),
+    AfterValidator(_web_url),
+]
+Time = Annotated[AwareDatetime, AfterValidator(_plausible_time)]
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+Version = Annotated[int, Field(ge=1, le=MAX_ID)]
+Username = Text(150)
+PriorityKey = Literal["low", "normal", "high", "urgent"]
+LONG_TEXT = 100_000
+
+
+class Input(Schema):
+    """Request bodies refuse unknown fields, so a misspelt `verison` is not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# Output schemas ---------------------------------------------------------------------------
+
+
+class Error(Schema):
+    detail: str | list[dict]
+
+
+class Contact(Schema):
+    id: int
+    handle: str
+    name: str
+    url: str
+
+
+class ConversationOut(Schema):
+    id: int
+    stage: Stage
+    cycle: int
+    version: int
+    state: State
+    priority: PriorityKey
+    assignee: str | None
+    channel: Channel
+    contact: Contact
+    text: str
+    needs_follow_up: bool
+    source: str
+    external_id: str
+    url: str
+    language: str
+    sentiment: str
+    tags: list[str]
+    snoozed_until: datetime | None
+    received_at: datetime
+    first_response_due_at: datetime
+    first_response_at: datetime | None
+    stage_entered_at: datetime
+    created_at: datetime
+
+
+class MessageOut(Schema):
+    id: int
+    direction: Direction
+    author_handle: str
+    author_name: str
+    text: str
+    url: str
+    sent_at: datetime
+    cycle: int
+    logged_by: str | None
+
+
+class NoteOut(Schema):
+    id: int
+    author: str
+    text: str
+    created_at: datetime
+
+
+class EventOut(Schema):
+    id: int
+    kind: EventKind
+    actor: str | None
+    from_stage: str
+    to_stage: str
+    cycle: int | None
+    reason: str
+    data: dict
+    created_at: datetime
+
+
+class FeedbackOfConversation(Schema):
+    ticket: int
+    title: str
+    status: TicketStatus
+    quote: str
+    cycle: int
+
+
+class ConversationDetail(ConversationOut):
+    next_stage: Stage | None = Field(description="The stage an advance would lead to.")
+    advance_blocked_by: str | None = Field(
+        description="What the next advance still needs, or null when it may happen."
+    )
+    messages: list[MessageOut]
+    notes: list[NoteOut]
+    events: list[EventOut]
+    feedback: list[FeedbackOfConversation]
+
+
+class ConversationPage(Schema):
+    items: list[ConversationOut]
+    next_cursor: str | None
+
+
+class TicketOut(Schema):
+    id: int
+    title: str
+    problem: str
+    product_area: str
+    status: TicketStatus
+    owner: str | None
+    demand: int = Field(description="Distinct people who asked.")
+    evidence_count: int
+    told_count: int
+    created_at: datetime
+    status_changed_at: datetime
+
+
+class EvidenceOut(Schema):
+    id: int
+    conversation: int
+    contact_handle: str
+    channel: Channel
+    quote: str
+    cycle: int
+    told_at: datetime | None
+    created_at: datetime
+
+
+class TicketDetail(TicketOut):
+    evidence: list[EvidenceOut]
+    events: list[EventOut]
+
+
+class TicketPage(Schema):
+    items: list[TicketOut]
+    next_offset: int | None
+
+
+# Serialisation: the one place that turns models into the shapes above. --------------------
+
+
+def _username(user) -> str | None:
+    return user.get_username() if user is not None else None
+
+
+def _conversation(conversation: Conversation) -> dict:
+    """A conversation as the API shows it. Expects `queries.conversations()` joins."""
+    contact = conversation.contact
+    return {
+        "id": conversation.pk,
+        "stage": conversation.stage,
+        "cycle": conversation.cycle,
+        "version": conversation.version,
+        "state": conversation.state,
+        "priority": Priority(conversation.priority).key,
+        "assignee": _username(conversation.assignee),
+        "channel": conversation.channel,
+        "contact": {
+            "id": contact.pk,
+            "handle": contact.handle,
+            "name": contact.name,
+            "url": contact.profile_url,
+        },
+        "text": conversation.text,
+        "needs_follow_up": conversation.needs_follow_up,
+        "source": conversation.source.name,
+        "external_id": conversation.external_id,
+        "url": conversation.url,
+        "language": conversation.language,
+        "sentiment": conversation.sentiment,
+        "tags": [tag.name for tag in conversation.tags.all()],
+        "snoozed_until": conversation.snoozed_until,
+        "received_at": conversation.received_at,
+        "first_response_due_at": conversation.first_response_due_at,
+        "first_response_at": conversation.first_response_at,
+        "stage_entered_at": conversation.stage_entered_at,
+        "created_at": conversation.created_at,
+    }
+
+
+def _message(message: Message) -> dict:
+    return {
+        "id": message.pk,
+        "direction": message.direction,
+        "author_handle": message.author_handle,
+        "author_name": message.author_name,
+        "text": message.text,
+        "url": message.url,
+        "sent_at": message.sent_at,
+        "cycle": message.cycle,
+        "logged_by": _username(message.author_user),
+    }
+
+
+def _note(note: Note) -> dict:
+    return {
+        "id": note.pk,
+        "author": note.author.get_username(),
+        "text": note.text,
+        "created_at": note.created_at,
+    }
+
+
+def _event(event: Event) -> dict:
+    return {
+        "id": event.pk,
+        "kind": event.kind,
+        "actor": _username(event.actor),
+        "from_stage": event.from_stage,
+        "to_stage": event.to_stage,
+        "cycle": event.cycle,
+        "reason": event.reason,
+        "data": event.data,
+        "created_at": event.created_at,
+    }
+
+
+def _conversation_detail(conversation: Conversation) -> dict:
+    """Expects `queries.conversation_detail()`: its prefetches and cycle annotations."""
+    facts = workflow.CycleFacts(
+        stage=conversation.stage,
+        state=conversation.state,
+        version=conversation.version,
+        has_assignee=conversation.assignee_id is not None,
+        has_reply_in_cycle=conversation.reply_in_cycle,
+        has_reaction_in_cycle=conversation.reaction_in_cycle,
+    )
+    next_stage = workflow.next_stage(conversation.stage)
+    return {
+        **_conversation(conversation),
+        "next_stage": next_stage,
+        "advance_blocked_by": workflow.missing_for(facts, next_stage) if next_stage else None,
+        "messages": [_message(message) for message in conversation.messages.all()],
+        "notes": [_note(note) for note in conversation.notes.all()],
+        "events": [_event(event) for event in conversation.events.all()],
+        "feedback": [
+            {
+                "ticket": link.ticket_id,
+                "title": link.ticket.title,
+                "status": link.ticket.status,
+                "quote": link.quote,
+                "cycle": link.cycle,
+            }
+            for link in conversation.feedback_links.all()
+        ],
+    }
+
+
+def _ticket(ticket: FeedbackTicket) -> dict:
+    """A ticket as the API shows it. Expects `queries.tickets()` joins and annotations."""
+    return {
+        "id": ticket.pk,
+        "title": ticket.title,
+        "problem": ticket.problem,
+        "product_area": ticket.product_area,
+        "status": ticket.status,
+        "owner": _username(ticket.owner),
+        "demand": ticket.demand,
+        "evidence_count": ticket.evidence_count,
+        "told_count": ticket.told_count,
+        "created_at": ticket.created_at,
+        "status_changed_at": ticket.status_changed_at,
+    }
+
+
+def _evidence(link: FeedbackLink) -> dict:
+    return {
+        "id": link.pk,
+        "conversation": link.conversation_id,
+        "contact_handle": link.conversation.contact.handle,
+        "channel": link.conversation.channel,
+        "quote": link.quote,
+        "cycle": link.cycle,
+        "told_at": link.told_at,
+        "created_at": link.created_at,
+    }
+
+
+def _ticket_detail(ticket: FeedbackTicket) -> dict:
+    return {
+        **_ticket(ticket),
+        "evidence": [_evidence(link) for link in ticket.links.all()],
+        "events": [_event(event) for event in ticket.events.all()],
+    }
+
+
+def _current(conversation_id: int) -> dict:
+    """Re-read a conversation after a write, with what its serialisation needs."""
+    return _conversation(queries.conversations().get(pk=conversation_id))
+
+
+@contextmanager
+def _not_found_as(field: str):
+    """Turn a service's "X does not exist" about the object named in the path into a 404.
+
+    Services report an unknown id as InvalidInput on their `field`; when that id came from
+    the URL, the honest answer is 404, while an unknown id in the body stays a 422.
+    """
+    try:
+        yield
+    except InvalidInput as error:
+        if error.field == field:
+            raise Http404(error.message) from error
+        raise
+
+
+# Error handlers: one place maps domain errors to responses. ------------------------------
+
+
+def _detail(request: HttpRequest, status: int, detail) -> HttpResponse:
+    return api.create_response(request, {"detail": detail}, status=status)
+
+
+# ninja names a body parameter in `loc`; every body parameter here is called `payload`.
+_LOCATIONS = {"body", "query", "path", "header", "cookie", "form", "file"}
+
+
+def _field_name(loc) -> str | None:
+    parts = [str(part) for part in loc]
+    if parts and parts[0] in _LOCATIONS:
+        parts = parts[1:]
+    if parts and parts[0] in {"payload", "filters"}:
+        parts = parts[1:]
+    return ".".join(parts) or None
+
+
+@api.exception_handler(ValidationError)
+def _on_validation_error(request, exc: ValidationError):
+    return _detail(
+        request,
+        422,
+        [
+            {
+                "field": _field_name(error.get("loc", ())),
+                "msg": str(error.get("msg", "")),
+                "type": str(error.get("type", "invalid")),
+            }
+            for error in exc.errors
+        ],
+    )
+
+
+@api.exception_handler(InvalidInput)
+def _on_invalid_input(request, exc: InvalidInput):
+    return _detail(request, 422, [{"field": exc.field, "msg": exc.message, "type": "invalid"}])
+
+
+@api.exception_handler(TransitionNotAllowed)
+@api.exception_handler(VersionConflict)
+@api.exception_handler(Conflict)
+def _on_refusal(request, exc: EngageError):
+    return _detail(request, 409, exc.message)
+
+
+@api.exception_handler(PermissionDenied)
+def _on_permission_denied(request, exc: PermissionDenied):
+    return _detail(request, 403, str(exc) or _("Your role does not allow this."))
+
+
+@api.exception_handler(Http404)
+@api.exception_handler(ObjectDoesNotExist)
+def _on_not_found(request, exc: Exception):
+    message = str(exc) if isinstance(exc, Http404) and str(exc) else _("Not found.")
+    return _detail(request, 404, message)
+
+
+@api.exception_handler(AuthenticationError)
+def _on_unauthenticated(request, exc: AuthenticationError):
+    response = _detail(
+        request, 401, _("Authentication required: log in, or send “Authorization: Bearer <token>”.")
+    )
+    response["WWW-Authenticate"] = 'Bearer realm="engage"'
+    return response
+
+
+@api.exception_handler(HttpError)
+def _on_http_error(request, exc: HttpError):
+    # ninja raises HttpError for a body that is not JSON (400) and a failed CSRF check (403).
+    messages = {
+        400: _("The request body is not valid JSON."),
+        403: _("CSRF check failed: send the csrftoken cookie's value in an X-CSRFToken header."),
+    }
+    return _detail(request, exc.status_code, messages.get(exc.status_code, str(exc)))
+
+
+@api.exception_handler(RequestDataTooBig)
+def _on_too_big(request, exc: Exception):
+    return _detail(request, 413, _("The request body is too large."))
+
+
+@api.exception_handler(TooManyFieldsSent)
+@api.exception_handler(SuspiciousOperation)
+def _on_bad_request(request, exc: Exception):
+    return _detail(request, 400, _("The request could not be understood."))
+
+
+@api.exception_handler(Exception)
+def _on_unexpected(request, exc: Exception):
+    if settings.DEBUG:
+        raise exc
+    log.exception("Unexpected error in %s %s", request.method, request.path)
+    return _detail(request, 500, _("Something went wrong on our side. Please try again."))
+
+
+ERRORS = {401: Error, 403: Error, 404: Error, 409: Error, 422: Error}
+
+
+# Conversations ----------------------------------------------------------------------------
+
+
+class ConversationFilters(Schema):
+    stage: Stage | None = None
+    assignee: Username | None = Field(None, description="A username, `none` or `me`.")
+    state: State | None = None
+    q: Text(200) = ""
+    channel: Channel | None = None
+    priority: PriorityKey | None = None
+    follow_up: bool | None = None
+    sort: Literal["due", "newest", "oldest", "priority"] = "due"
+    limit: int = Field(50, ge=1, le=200)
+    cursor: Text(500) | None = None
+
+
+class AuthorIn(Input):
+    handle: Text(200, required=True)
+    name: Text(200) = ""
+    url: Url = ""
+
+
+class ItemIn(Input):
+    """The item shape shared with imports and feeds. `source` names a source; an unknown
+    name creates an API source. (source, external_id) is unique: posting it again returns
+    the stored conversation."""
+
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+    source: Text(200, required=True)
+    external_id: Text(255, required=True)
+    channel: Channel
+    author: AuthorIn
+    text: Text(LONG_TEXT, required=True)
+    url: Url = ""
+    created_at: Time | None = None
+    priority: PriorityKey = "normal"
+
+
+class AdvanceIn(Input):
+    to: Stage | None = Field(None, description="When given, must be the next stage.")
+    version: Version | None = None
+
+
+class RestartIn(Input):
+    reason: Text(LONG_TEXT, required=True)
+    version: Version | None = None
+
+
+class AssignIn(Input):
+    assignee: Username | None = Field(description="A username, or null to unassign.")
+    version: Version | None = None
+
+
+class ClaimIn(Input):
+    stage: Stage | None = None
+
+
+class ReplyIn(Input):
+    text: Text(LONG_TEXT, required=True)
+    url: Url = ""
+
+
+class NoteIn(Input):
+    text: Text(LONG_TEXT, required=True)
+
+
+class NoChangeIn(Input):
+    reason: Text(LONG_TEXT, required=True)
+
+
+class PriorityIn(Input):
+    priority: PriorityKey
+    version: Version | None = None
+
+
+class StateIn(Input):
+    state: State
+    snoozed_until: Time | None = None
+    version: Version | None = None
+
+
+@api.get("/conversations", response={200: ConversationPage, **ERRORS}, tags=["conversations"])
+def list_conversations(request, filters: Query[ConversationFilters]):
+    """The queue, in keyset pages: pass `next_cursor` back as `cursor` for the next page."""
+    user = _viewer(request)
+    page = queries.queue_page(
+        queries.QueueFilter(
+            stage=filters.stage,
+            state=filters.state,
+            assignee=filters.assignee,
+            channel=filters.channel,
+            priority=filters.priority,
+            follow_up=filters.follow_up,
+            q=filters.q,
+            sort=filters.sort,
+        ),
+        user=user,
+        cursor=filters.cursor,
+        limit=filters.limit,
+    )
+    return {"items": [_conversation(c) for c in page.items], "next_cursor": page.next_cursor}
+
+
+@api.post(
+    "/conversations",
+    response={200: ConversationOut, 201: ConversationOut, **ERRORS},
+    tags=["conversations"],
+)
+def create_conversation(request, payload: ItemIn):
+    """Store a conversation: 201 when new, 200 with the stored one when already known."""
+    item = conversation_services.Item(
+        source=payload.source,
+        external_id=payload.external_id,
+        channel=payload.channel,
+        author=conversation_services.Author(
+            handle=payload.author.handle, name=payload.author.name, url=payload.author.url
+        ),
+        text=payload.text,
+        url=payload.url,
+        created_at=payload.created_at,
+        priority=payload.priority,
+    )
+    conversation, created = conversation_services.create_conversation(item, actor=request.auth)
+    return Status(201 if created else 200, _current(conversation.pk))
+
+
+@api.get(
+    "/conversations/{conversation_id}",
+    response={200: ConversationDetail, **ERRORS},
+    tags=["conversations"],
+)
+def get_conversation(request, conversation_id: int):
+    """One conversation with its thread, notes, history and evidence."""
+    _viewer(request)
+    return _conversation_detail(queries.conversation_detail(conversation_id))
+
+
+@api.post(
+    "/conversations/{conversation_id}/advance",
+    response={200: ConversationOut, **ERRORS},
+    tags=["cycle"],
+)
+def advance(request, conversation_id: int, payload: AdvanceIn):
+    """Move one step on (listen → interact → react → sell). 409 names what is missing."""
+    with _not_found_as("conversation"):
+        conversation_services.advance(
+            conversation_id, actor=request.auth, to=payload.to, expected_version=payload.version
+        )
+    return _current(conversation_id)
+
+
+@api.post(
+    "/conversations/{conversation_id}/restart",
+    response={200: ConversationOut, **ERRORS},
+    tags=["cycle"],
+)
+def restart(request, conversation_id: int, payload: RestartIn):
+    """Go back to listen from any stage, with a reason, starting the next cycle."""
+    with _not_found_as("conversation"):
+        conversation_services.restart(
+            conversation_id,
+            actor=request.auth,
+            reason=payload.reason,
+            expected_version=payload.version,
+        )
+    return _current(conversation_id)
+
+
+@api.post(
+    "/conversations/{conversation_id}/assign",
+    response={200: ConversationOut, **ERRORS},
+    tags=["conversations"],
+)
+def assign(request, conversation_id: int, payload: AssignIn):
+    """Give the conversation to a community manager, or to nobody with null."""
+    permissions.require_work(request.auth)
+    assignee = None
+    if payload.assignee is not None:
+        assignee = conversation_services.user_by_username(payload.assignee)
+    with _not_found_as("conversation"):
+        conversation_services.assign(
+            conversation_id, assignee, actor=request.auth, expected_version=payload.version
+        )
+    return _current(conversation_id)
+
+
+@api.post(
+    "/queue/claim",
+    response={200: ConversationOut, 204: None, **ERRORS},
+    tags=["conversations"],
+)
+def claim(request, payload: ClaimIn | None = None):
+    """Take the oldest-due unassigned open conversation (of `stage`): 204 when none is left."""
+    stage = payload.stage if payload is not None else None
+    conversation = conversation_services.claim_next(actor=request.auth, stage=stage)
+    if conversation is None:
+        return Status(204, None)
+    return _current(conversation.pk)
+
+
+@api.post(
+    "/conversations/{conversation_id}/replies",
+    response={201: MessageOut, **ERRORS},
+    tags=["conversations"],
+)
+def log_reply(request, conversation_id: int, payload: ReplyIn):
+    """Log our reply in the current cycle (written here or on the network itself)."""
+    with _not_found_as("conversation"):
+        message = conversation_services.log_reply(
+            conversation_id, actor=request.auth, text=payload.text, url=payload.url
+        )
+    return Status(201, _message(message))
+
+
+@api.post(
+    "/conversations/{conversation_id}/notes",
+    response={201: NoteOut, **ERRORS},
+    tags=["conversations"],
+)
+def add_note(request, conversation_id: int, payload: NoteIn):
+    """Add an internal note, never shown outside."""
+    with _not_found_as("conversation"):
+        note = conversation_services.add_note(
+            conversation_id, actor=request.auth, text=payload.text
+        )
+    return Status(201, _note(note))
+
+
+@api.post(
+    "/conversations/{conversation_id}/no-change",
+    response={201: ConversationOut, **ERRORS},
+    tags=["cycle"],
+)
+def record_no_change(request, conversation_id: int, payload: NoChangeIn):
+    """Record, in react, that this cycle needs no product change, and why.
+
+    Answers 201 (the record is created) with the conversation, which may now advance to
+    sell; 409 outside react or when this cycle already has such a record.
+    """
+    with _not_found_as("conversation"):
+        conversation_services.record_no_change(
+            conversation_id, actor=request.auth, reason=payload.reason
+        )
+    return Status(201, _current(conversation_id))
+
+
+@api.post(
+    "/conversations/{conversation_id}/priority",
+    response={200: ConversationOut, **ERRORS},
+    tags=["conversations"],
+)
+def set_priority(request, conversation_id: int, payload: PriorityIn):
+    """Change the priority; the first-response due time follows unless already answered."""
+    with _not_found_as("conversation"):
+        conversation_services.set_priority(
+            conversation_id, payload.priority, actor=request.auth, expected_version=payload.version
+        )
+    return _current(conversation_id)
+
+
+@api.post(
+    "/conversations/{conversation_id}/state",
+    response={200: ConversationOut, **ERRORS},
+    tags=["conversations"],
+)
+def set_state(request, conversation_id: int, payload: StateIn):
+    """Open, snooze (with `snoozed_until` in the future) or close a conversation."""
+    with _not_found_as("conversation"):
+        conversation_services.set_state(
+            conversation_id,
+            payload.state,
+            actor=request.auth,
+            snoozed_until=payload.snoozed_until,
+            expected_version=payload.version,
+        )
+    return _current(conversation_id)
+
+
+# Feedback ---------------------------------------------------------------------------------
+
+
+class TicketFilters(Schema):
+    status: TicketStatus | None = None
+    product_area: Text(100) | None = None
+    q: Text(200) = ""
+    limit: int = Field(50, ge=1, le=200)
+    offset: int = Field(0, ge=0, le=100_000)
+
+
+class TicketIn(Input):
+    title: Text(200, required=True)
+    problem: Text(LONG_TEXT) = ""
+    product_area: Text(100) = ""
+    conversation: Id | None = Field(None, description="Link this conversation as evidence.")
+    quote: Text(LONG_TEXT) = ""
+
+
+class TicketPatch(Input):
+    """Only the fields sent change. `owner: null` clears the owner."""
+
+    status: TicketStatus | None = None
+    owner: Username | None = None
+    title: Text(200, required=True) | None = None
+    problem: Text(LONG_TEXT) | None = None
+    product_area: Text(100) | None = None
+    note: Text(LONG_TEXT) = Field("", description="Why the status changed (history only).")
+
+
+class EvidenceIn(Input):
+    conversation: Id
+    quote: Text(LONG_TEXT, required=True)
+
+
+@api.get("/feedback", response={200: TicketPage, **ERRORS}, tags=["feedback"])
+def list_tickets(request, filters: Query[TicketFilters]):
+    """Tickets by demand (distinct people who asked), most asked first."""
+    _viewer(request)
+    tickets = list(
+        queries.ticket_list(status=filters.status, product_area=filters.product_area, q=filters.q)[
+            filters.offset : filters.offset + filters.limit + 1
+        ]
+    )
+    more = len(tickets) > filters.limit
+    return {
+        "items": [_ticket(ticket) for ticket in tickets[: filters.limit]],
+        "next_offset": filters.offset + filters.limit if more else None,
+    }
+
+
+@api.post("/feedback", response={201: TicketDetail, **ERRORS}, tags=["feedback"])
+def create_ticket(request, payload: TicketIn):
+    """Open a ticket; with `conversation`, that conversation becomes its first evidence."""
+    ticket = feedback_services.create_ticket(
+        actor=request.auth,
+        title=payload.title,
+        problem=payload.problem,
+        product_area=payload.product_area,
+        conversation_id=payload.conversation,
+        quote=payload.quote,
+    )
+    return Status(201, _ticket_detail(queries.ticket_detail(ticket.pk)))
+
+
+@api.get("/feedback/{ticket_id}", response={200: TicketDetail, **ERRORS}, tags=["feedback"])
+def get_ticket(request, ticket_id: int):
+    """One ticket with its evidence (who asked, and whether they were told) and history."""
+    _viewer(request)
+    return _ticket_detail(queries.ticket_detail(ticket_id))
+
+
+@api.patch("/feedback/{ticket_id}", response={200: TicketDetail, **ERRORS}, tags=["feedback"])
+def update_ticket(request, ticket_id: int, payload: TicketPatch):
+    """Change a ticket's status (with an optional `note`), owner or text: product team only.
+
+    All the changes sent happen in one transaction, or none does.
+    """
+    permissions.require_manage_tickets(request.auth)
+    sent = payload.model_fields_set
+    with transaction.atomic(), _not_found_as("ticket"):
+        if payload.status is not None:
+            feedback_services.change_ticket_status(
+                ticket_id, payload.status, actor=request.auth, note=payload.note
+            )
+        owner = None
+        if payload.owner is not None:
+            owner = conversation_services.user_by_username(payload.owner, field="owner")
+        feedback_services.update_ticket(
+            ticket_id,
+            actor=request.auth,
+            title=payload.title,
+            problem=payload.problem,
+            product_area=payload.product_area,
+            owner=owner,
+            clear_owner="owner" in sent and payload.owner is None,
+        )
+    return _ticket_detail(queries.ticket_detail(ticket_id))
+
+
+@api.post(
+    "/feedback/{ticket_id}/evidence", response={201: EvidenceOut, **ERRORS}, tags=["feedback"]
+)
+def link_evidence(request, ticket_id: int, payload: EvidenceIn):
+    """Link a conversation to the ticket with the quote that shows the need; 409 if linked."""
+    with _not_found_as("ticket"):
+        link = feedback_services.link_evidence(
+            ticket_id, payload.conversation, actor=request.auth, quote=payload.quote
+        )
+    return Status(201, _evidence(link))
+
+
+# Anything else under /api/v1/ is a JSON 404, not the site's HTML page. Registered last.
+ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+def _no_such_address() -> Http404:
+    return Http404(_("There is no such API address: see the documentation at /api/v1/docs."))
+
+
+@api.api_operation(ALL_METHODS, "/", auth=None, include_in_schema=False)
+def api_root(request):
+    raise _no_such_address()
+
+
+@api.api_operation(ALL_METHODS, "/{path:unknown}", auth=None, include_in_schema=False)
+def unknown_path(request, unknown: str):
+    raise _no_such_address()
+
+
+__all__ = ["api"]

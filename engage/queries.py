@@ -4,13 +4,14 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.contrib.postgres.search import SearchQuery, SearchVector
 from django.db import connection
 from django.db.models import BooleanField, Count, Exists, OuterRef, Prefetch, Q, QuerySet
 from django.db.models.expressions import RawSQL
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 
@@ -105,22 +106,29 @@ def encode_cursor(value, pk: int) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+# Bounds for values read back from a cursor, which a client can forge: anything the
+# database cannot compare with its columns is refused before it reaches SQL.
+MAX_ID = 2**63 - 1
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
 def decode_cursor(cursor: str, sort: str):
+    """Return (value, id) from a cursor made by encode_cursor, or raise InvalidInput."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         value, pk = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if not isinstance(pk, int):
+        if not isinstance(pk, int) or not 0 < pk <= MAX_ID:
             raise ValueError
-        column = SORTS[sort][0]
-        if column == "priority":
-            if not isinstance(value, int):
+        if SORTS[sort][0] == "priority":
+            if not isinstance(value, int) or not 0 <= value <= MAX_ID:
                 raise ValueError
         else:
             value = parse_datetime(value)
-            if value is None:
+            if value is None or timezone.is_naive(value) or not EARLIEST <= value <= LATEST:
                 raise ValueError
         return value, pk
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise InvalidInput(
             _("This cursor is not valid: start again from the first page."), field="cursor"
         ) from None
@@ -138,6 +146,10 @@ def keyset_page(queryset: QuerySet, *, sort: str, cursor: str | None, limit: int
     table = Conversation._meta.db_table
     if cursor:
         value, pk = decode_cursor(cursor, sort)
+        if isinstance(value, datetime):
+            # RawSQL bypasses field adaptation: SQLite stores naive UTC text, so compare
+            # with the same representation (PostgreSQL gets a timestamptz either way).
+            value = connection.ops.adapt_datetimefield_value(value)
         op = "<" if descending else ">"
         # A row-value comparison lets the database walk the (column, id) index directly.
         queryset = queryset.filter(

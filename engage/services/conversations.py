@@ -465,12 +465,12 @@ def set_state(
     return conversation
 
 
-def user_by_username(username: str):
+def user_by_username(username: str, *, field: str = "assignee"):
     try:
         return User.objects.get(username=username)
     except User.DoesNotExist:
         raise InvalidInput(
-            _("There is no user “%(username)s”.") % {"username": username}, field="assignee"
+            _("There is no user “%(username)s”.") % {"username": username}, field=field
         ) from None
 
 
