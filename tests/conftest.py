@@ -1,4 +1,6 @@
 import pytest
+from django.conf import settings
+from django.utils import translation
 
 from engage.choices import Role
 from tests import factories
@@ -39,3 +41,10 @@ def conversation(db):
 def _fast_password_hashing(settings):
     """Real hashing costs ~0.3 s a user; tests create many users."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _english_by_default():
+    """LocaleMiddleware leaves the last request's language active in the test thread."""
+    yield
+    translation.activate(settings.LANGUAGE_CODE)

@@ -1,0 +1,257 @@
+"""Input validation for the pages. Forms parse and check shapes; the services own the rules."""
+
+from django import forms
+from django.core.validators import URLValidator
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+
+from engage import queries
+from engage.choices import Channel, Priority, Stage, State
+
+# The queue's sort names, in the order the select offers them (see queries.SORTS).
+SORT_CHOICES = [
+    ("due", _("First response due")),
+    ("newest", _("Newest first")),
+    ("oldest", _("Oldest first")),
+    ("priority", _("Highest priority")),
+]
+FOLLOW_UP_CHOICES = [("", _("Any")), ("yes", _("Needs follow-up")), ("no", _("No follow-up"))]
+
+
+class QueueFilterForm(forms.Form):
+    """The queue's GET filters. Values are passed on as given: `queries` says what is wrong,
+    so a bad value in a shared link shows a clear message instead of being ignored."""
+
+    q = forms.CharField(label=_("Search"), required=False, max_length=200, widget=forms.SearchInput)
+    stage = forms.CharField(
+        label=_("Stage"),
+        required=False,
+        widget=forms.Select(choices=[("", _("Any stage")), *Stage.choices]),
+    )
+    state = forms.CharField(
+        label=_("State"),
+        required=False,
+        widget=forms.Select(choices=[("", _("Any state")), *State.choices]),
+    )
+    assignee = forms.CharField(label=_("Assignee"), required=False)
+    channel = forms.CharField(
+        label=_("Channel"),
+        required=False,
+        widget=forms.Select(choices=[("", _("Any channel")), *Channel.choices]),
+    )
+    priority = forms.CharField(
+        label=_("Priority"),
+        required=False,
+        widget=forms.Select(
+            choices=[("", _("Any priority")), *((p.key, p.label) for p in Priority)]
+        ),
+    )
+    follow_up = forms.CharField(
+        label=_("Follow-up"),
+        required=False,
+        widget=forms.Select(choices=FOLLOW_UP_CHOICES),
+    )
+    sort = forms.CharField(
+        label=_("Sort"), required=False, widget=forms.Select(choices=SORT_CHOICES)
+    )
+    cursor = forms.CharField(required=False, max_length=500, widget=forms.HiddenInput)
+
+    def __init__(self, *args, managers=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        people = [(m.get_username(), m.get_full_name() or m.get_username()) for m in managers]
+        self.fields["assignee"].widget = forms.Select(
+            choices=[("", _("Anyone")), ("me", _("Me")), ("none", _("Nobody")), *people]
+        )
+
+    def clean_channel(self) -> str:
+        channel = self.cleaned_data["channel"]
+        if channel and channel not in Channel.values:
+            raise forms.ValidationError(
+                gettext("“%(value)s” is not a channel.") % {"value": channel}
+            )
+        return channel
+
+    def clean_follow_up(self) -> bool | None:
+        value = self.cleaned_data["follow_up"]
+        if value not in {"", "yes", "no"}:
+            raise forms.ValidationError(
+                gettext("Follow-up is “yes”, “no” or empty, not “%(value)s”.") % {"value": value}
+            )
+        return {"": None, "yes": True, "no": False}[value]
+
+    def queue_filter(self) -> queries.QueueFilter:
+        data = self.cleaned_data
+        return queries.QueueFilter(
+            stage=data["stage"] or None,
+            state=data["state"] or None,
+            assignee=data["assignee"] or None,
+            channel=data["channel"] or None,
+            priority=data["priority"] or None,
+            follow_up=data["follow_up"],
+            q=data["q"],
+            sort=data["sort"] or "due",
+        )
+
+
+class ActionForm(forms.Form):
+    """A form of the conversation page. Several share one page, so ids carry the form's name."""
+
+    name = "action"
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("auto_id", f"id_{self.name}_%s")
+        super().__init__(*args, **kwargs)
+
+
+def version_field():
+    """The version the person saw: the service refuses the change if it moved on since."""
+    return forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+
+
+class AdvanceForm(ActionForm):
+    name = "advance"
+    version = version_field()
+
+
+class RestartForm(ActionForm):
+    name = "restart"
+    version = version_field()
+    reason = forms.CharField(
+        label=_("Reason"),
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        error_messages={
+            "required": _("Say why the conversation goes back to listen: a reason is required.")
+        },
+        help_text=_("Negative feedback, a new need… This starts the next cycle."),
+    )
+
+
+class AssignForm(ActionForm):
+    """One form, three buttons: to me, to the person chosen in the select, to nobody."""
+
+    name = "assign"
+    version = version_field()
+    action = forms.ChoiceField(
+        choices=[("me", _("Assign to me")), ("choose", _("Assign")), ("none", _("Unassign"))],
+        widget=forms.HiddenInput,
+    )
+    assignee = forms.ChoiceField(label=_("Community manager"), required=False)
+
+    def __init__(self, *args, actor=None, managers=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.actor = actor
+        self.managers = {m.get_username(): m for m in managers}
+        self.fields["assignee"].choices = [
+            ("", "—"),
+            *((m.get_username(), m.get_full_name() or m.get_username()) for m in managers),
+        ]
+
+    def clean(self):
+        data = super().clean()
+        action = data.get("action")
+        if action == "me":
+            data["user"] = self.actor
+        elif action == "none":
+            data["user"] = None
+        elif action == "choose":
+            if not data.get("assignee"):
+                self.add_error("assignee", gettext("Choose the community manager to assign."))
+            else:
+                data["user"] = self.managers[data["assignee"]]
+        return data
+
+
+class ReplyForm(ActionForm):
+    name = "reply"
+    text = forms.CharField(
+        label=_("Reply"),
+        max_length=10000,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text=_("The reply as it was (or will be) posted on the network."),
+    )
+    url = forms.URLField(
+        label=_("URL of the posted reply"),
+        required=False,
+        max_length=1000,
+        validators=[URLValidator(schemes=["http", "https"])],
+    )
+
+
+class NoteForm(ActionForm):
+    name = "note"
+    text = forms.CharField(
+        label=_("Note"),
+        max_length=10000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=_("Internal, never shown outside. Markdown is allowed."),
+    )
+
+
+class NoChangeForm(ActionForm):
+    name = "no_change"
+    reason = forms.CharField(
+        label=_("Why no product change is needed"),
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
+
+
+class CreateTicketForm(ActionForm):
+    name = "ticket"
+    title = forms.CharField(label=_("Title"), max_length=200)
+    problem = forms.CharField(
+        label=_("Problem"),
+        required=False,
+        max_length=10000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+    product_area = forms.CharField(label=_("Product area"), required=False, max_length=100)
+    quote = forms.CharField(
+        label=_("Quote"),
+        required=False,
+        max_length=5000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text=_("The person's words that show the need. Empty: the title is used."),
+    )
+
+
+class LinkTicketForm(ActionForm):
+    name = "link"
+    ticket = forms.TypedChoiceField(label=_("Ticket"), coerce=int)
+    quote = forms.CharField(
+        label=_("Quote"),
+        max_length=5000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text=_("The person's words that show the need."),
+    )
+
+    def __init__(self, *args, tickets=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["ticket"].choices = [
+            (t.pk, f"#{t.pk} {t.title} ({t.get_status_display()})") for t in tickets
+        ]
+
+
+class PriorityForm(ActionForm):
+    name = "priority"
+    version = version_field()
+    priority = forms.ChoiceField(label=_("Priority"), choices=[(p.key, p.label) for p in Priority])
+
+
+class StateForm(ActionForm):
+    name = "state"
+    version = version_field()
+    state = forms.ChoiceField(label=_("State"), choices=State.choices)
+    snoozed_until = forms.DateTimeField(
+        label=_("Snooze until"),
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        help_text=_("Only for snoozed."),
+    )
+
+    def clean(self):
+        data = super().clean()
+        if data.get("state") == State.SNOOZED and not data.get("snoozed_until"):
+            self.add_error("snoozed_until", gettext("Say until when to snooze."))
+        return data

@@ -1,0 +1,64 @@
+"""Filters for engage's pages. None of them touches the database."""
+
+from django import template
+from django.utils import formats, timezone
+from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext as _
+
+from engage import markup
+from engage.choices import EventKind, Priority, State, TicketStatus
+
+register = template.Library()
+
+
+@register.filter
+def markdown(text: str):
+    """Render a note's Markdown, sanitised."""
+    return markup.render_markdown(text)
+
+
+@register.filter
+def external_url(url: str) -> str:
+    """The URL if it is safe to link to (http or https), else ""."""
+    return markup.external_url(url)
+
+
+def _label(choices, value) -> str:
+    try:
+        return str(choices(value).label)
+    except ValueError:
+        return str(value or "")
+
+
+def _priority_label(key) -> str:
+    try:
+        return str(Priority.from_key(key).label)
+    except (KeyError, AttributeError):
+        return str(key or "")
+
+
+@register.filter
+def event_details(event) -> str:
+    """What an Event's data says, in words; empty when its kind carries nothing more."""
+    data = event.data or {}
+    if event.kind == EventKind.ASSIGNED:
+        if data.get("claimed"):
+            return _("claimed by %(user)s") % {"user": data.get("to")}
+        return _("to %(user)s") % {"user": data.get("to")}
+    if event.kind == EventKind.UNASSIGNED:
+        return _("was %(user)s") % {"user": data.get("from")}
+    if event.kind == EventKind.PRIORITY_CHANGED:
+        return f"{_priority_label(data.get('from'))} → {_priority_label(data.get('to'))}"
+    if event.kind == EventKind.STATE_CHANGED:
+        text = f"{_label(State, data.get('from'))} → {_label(State, data.get('to'))}"
+        until = parse_datetime(data.get("until") or "")
+        if until is not None:
+            when = formats.date_format(timezone.localtime(until), "SHORT_DATETIME_FORMAT")
+            text += " " + _("(until %(until)s)") % {"until": when}
+        return text
+    if event.kind in {EventKind.FEEDBACK_LINKED, EventKind.FOLLOW_UP_FLAGGED}:
+        text = _("ticket “%(title)s”") % {"title": data.get("title", "")}
+        if data.get("status"):
+            text += " " + _("is %(status)s") % {"status": _label(TicketStatus, data["status"])}
+        return text
+    return ""

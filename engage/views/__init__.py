@@ -1,0 +1,1 @@
+"""engage's HTML pages: thin views over engage.queries and engage.services."""

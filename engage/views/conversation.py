@@ -1,0 +1,257 @@
+"""One conversation: the page, and one small view per action on it.
+
+Each action view parses one form, calls one service and answers 303 back to the page
+with a message. Input the form rejects (or the service calls invalid) re-renders the page
+with the form still filled in; a refusal of the cycle, a conflict or a version clash
+redirects, so the person sees the current state next to the message.
+"""
+
+from collections.abc import Callable
+
+from django.contrib import messages
+from django.http import Http404
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from engage import forms, permissions, queries, workflow
+from engage.choices import Stage, State
+from engage.errors import EngageError, InvalidInput
+from engage.models import Conversation
+from engage.services import conversations as conversation_services
+from engage.services import feedback as feedback_services
+from engage.views.responses import HttpResponseSeeOther, viewer_required, worker_required
+
+
+def cycle_outlook(conversation: Conversation) -> dict:
+    """The four steps with the current one marked, the next step and what it still needs."""
+    facts = workflow.CycleFacts(
+        stage=conversation.stage,
+        state=conversation.state,
+        version=conversation.version,
+        has_assignee=conversation.assignee_id is not None,
+        has_reply_in_cycle=conversation.reply_in_cycle,
+        has_reaction_in_cycle=conversation.reaction_in_cycle,
+    )
+    here = workflow.ORDER.index(Stage(conversation.stage))
+    steps = [
+        {"label": stage.label, "done": i < here, "current": i == here}
+        for i, stage in enumerate(workflow.ORDER)
+    ]
+    target = workflow.next_stage(conversation.stage)
+    if conversation.state == State.CLOSED:
+        needs = _("This conversation is closed: reopen it before moving it on.")
+    else:
+        needs = workflow.missing_for(facts, target) if target else None
+    return {"steps": steps, "next": target, "needs": needs}
+
+
+def action_forms(conversation: Conversation, bound: dict) -> dict:
+    """Every action form of the page, fresh, except the one being re-shown with its errors."""
+    version = {"version": conversation.version}
+    managers = queries.community_managers()
+    fresh = {
+        "advance": lambda: forms.AdvanceForm(initial=version),
+        "restart": lambda: forms.RestartForm(initial=version),
+        "assign": lambda: forms.AssignForm(initial=version, managers=managers),
+        "reply": forms.ReplyForm,
+        "note": forms.NoteForm,
+        "no_change": forms.NoChangeForm,
+        "ticket": forms.CreateTicketForm,
+        "link": lambda: forms.LinkTicketForm(tickets=queries.tickets_for_linking()),
+        "priority": lambda: forms.PriorityForm(
+            initial={**version, "priority": conversation.priority_key}
+        ),
+        "state": lambda: forms.StateForm(
+            initial={
+                **version,
+                "state": conversation.state,
+                "snoozed_until": conversation.snoozed_until,
+            }
+        ),
+    }
+    return {name: bound[name] if name in bound else make() for name, make in fresh.items()}
+
+
+def conversation_page(request, conversation_id: int, *, bound: dict | None = None, status=200):
+    try:
+        conversation = queries.conversation_detail(conversation_id)
+    except Conversation.DoesNotExist:
+        raise Http404(_("There is no conversation %(id)s.") % {"id": conversation_id}) from None
+    can_work = permissions.can_work(request.user)
+    context = {
+        "conversation": conversation,
+        "cycle": cycle_outlook(conversation),
+        "others": queries.contact_conversations(conversation),
+        "can_work": can_work,
+        "now": timezone.now(),
+        "forms": action_forms(conversation, bound or {}) if can_work else {},
+    }
+    return render(request, "engage/conversation.html", context, status=status)
+
+
+@viewer_required
+def conversation_detail(request, pk: int):
+    return conversation_page(request, pk)
+
+
+def act(request, pk: int, form, call: Callable, success: Callable[..., str]):
+    """Validate `form`, call the service with its data, answer 303 back with a message."""
+    if form.is_valid():
+        try:
+            result = call(form.cleaned_data)
+        except InvalidInput as error:
+            form.add_error(error.field if error.field in form.fields else None, error.message)
+        except EngageError as error:
+            messages.error(request, error.message)
+            return HttpResponseSeeOther(reverse("conversation", args=[pk]))
+        else:
+            messages.success(request, success(result))
+            return HttpResponseSeeOther(reverse("conversation", args=[pk]))
+    return conversation_page(request, pk, bound={form.name: form}, status=422)
+
+
+@worker_required
+def advance(request, pk: int):
+    return act(
+        request,
+        pk,
+        forms.AdvanceForm(request.POST),
+        lambda data: conversation_services.advance(
+            pk, actor=request.user, expected_version=data["version"]
+        ),
+        lambda c: _("Moved to %(stage)s.") % {"stage": workflow.stage_label(c.stage)},
+    )
+
+
+@worker_required
+def restart(request, pk: int):
+    return act(
+        request,
+        pk,
+        forms.RestartForm(request.POST),
+        lambda data: conversation_services.restart(
+            pk, actor=request.user, reason=data["reason"], expected_version=data["version"]
+        ),
+        lambda c: _("Back to listen: cycle %(cycle)s begins.") % {"cycle": c.cycle},
+    )
+
+
+@worker_required
+def assign(request, pk: int):
+    form = forms.AssignForm(request.POST, actor=request.user, managers=queries.community_managers())
+    return act(
+        request,
+        pk,
+        form,
+        lambda data: conversation_services.assign(
+            pk, data["user"], actor=request.user, expected_version=data["version"]
+        ),
+        lambda c: (
+            _("Assigned to %(user)s.") % {"user": c.assignee.get_username()}
+            if c.assignee
+            else _("Nobody is assigned now.")
+        ),
+    )
+
+
+@worker_required
+def reply(request, pk: int):
+    return act(
+        request,
+        pk,
+        forms.ReplyForm(request.POST),
+        lambda data: conversation_services.log_reply(
+            pk, actor=request.user, text=data["text"], url=data["url"]
+        ),
+        lambda _message: _("Reply logged."),
+    )
+
+
+@worker_required
+def note(request, pk: int):
+    return act(
+        request,
+        pk,
+        forms.NoteForm(request.POST),
+        lambda data: conversation_services.add_note(pk, actor=request.user, text=data["text"]),
+        lambda _note: _("Note added."),
+    )
+
+
+@worker_required
+def no_change(request, pk: int):
+    return act(
+        request,
+        pk,
+        forms.NoChangeForm(request.POST),
+        lambda data: conversation_services.record_no_change(
+            pk, actor=request.user, reason=data["reason"]
+        ),
+        lambda _event: _("Recorded that no product change is needed in this cycle."),
+    )
+
+
+@worker_required
+def create_ticket(request, pk: int):
+    return act(
+        request,
+        pk,
+        forms.CreateTicketForm(request.POST),
+        lambda data: feedback_services.create_ticket(
+            actor=request.user, conversation_id=pk, **data
+        ),
+        lambda ticket: (
+            _("Ticket “%(title)s” created with this conversation as evidence.")
+            % {"title": ticket.title}
+        ),
+    )
+
+
+@worker_required
+def link_ticket(request, pk: int):
+    form = forms.LinkTicketForm(request.POST, tickets=queries.tickets_for_linking())
+    return act(
+        request,
+        pk,
+        form,
+        lambda data: feedback_services.link_evidence(
+            data["ticket"], pk, actor=request.user, quote=data["quote"]
+        ),
+        lambda link: _("Linked to ticket “%(title)s”.") % {"title": link.ticket.title},
+    )
+
+
+@worker_required
+def priority(request, pk: int):
+    return act(
+        request,
+        pk,
+        forms.PriorityForm(request.POST),
+        lambda data: conversation_services.set_priority(
+            pk, data["priority"], actor=request.user, expected_version=data["version"]
+        ),
+        lambda c: (
+            _("Priority is now %(priority)s.") % {"priority": str(c.get_priority_display()).lower()}
+        ),
+    )
+
+
+@worker_required
+def state(request, pk: int):
+    return act(
+        request,
+        pk,
+        forms.StateForm(request.POST),
+        lambda data: conversation_services.set_state(
+            pk,
+            data["state"],
+            actor=request.user,
+            snoozed_until=data["snoozed_until"],
+            expected_version=data["version"],
+        ),
+        lambda c: (
+            _("The conversation is now %(state)s.") % {"state": str(c.get_state_display()).lower()}
+        ),
+    )
