@@ -367,19 +367,11 @@ def _event(event: Event) -> dict:
 
 def _conversation_detail(conversation: Conversation) -> dict:
     """Expects `queries.conversation_detail()`: its prefetches and cycle annotations."""
-    facts = workflow.CycleFacts(
-        stage=conversation.stage,
-        state=conversation.state,
-        version=conversation.version,
-        has_assignee=conversation.assignee_id is not None,
-        has_reply_in_cycle=conversation.reply_in_cycle,
-        has_reaction_in_cycle=conversation.reaction_in_cycle,
-    )
-    next_stage = workflow.next_stage(conversation.stage)
+    next_stage, blocked_by = workflow.advance_outlook(queries.detail_facts(conversation))
     return {
         **_conversation(conversation),
         "next_stage": next_stage,
-        "advance_blocked_by": workflow.missing_for(facts, next_stage) if next_stage else None,
+        "advance_blocked_by": blocked_by,
         "messages": [_message(message) for message in conversation.messages.all()],
         "notes": [_note(note) for note in conversation.notes.all()],
         "events": [_event(event) for event in conversation.events.all()],

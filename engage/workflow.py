@@ -137,6 +137,21 @@ def check_advance(
     return target
 
 
+def advance_outlook(facts: CycleFacts) -> tuple[Stage | None, str | None]:
+    """The stage an advance would lead to and what it still needs (None when it may happen).
+
+    Pages and the API use it to draw the next step; the write still checks the rule itself.
+    """
+    target = next_stage(facts.stage)
+    if target is None:
+        return None, None
+    try:
+        check_advance(facts)
+    except TransitionNotAllowed as refusal:
+        return target, refusal.message
+    return target, None
+
+
 def check_restart(facts: CycleFacts, *, reason: str, expected_version: int | None = None) -> Stage:
     """A restart goes back to listen from any stage and needs a reason."""
     check_version(facts.version, expected_version)

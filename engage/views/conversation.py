@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from engage import forms, permissions, queries, workflow
-from engage.choices import Stage, State
+from engage.choices import Stage
 from engage.errors import EngageError, InvalidInput
 from engage.models import Conversation
 from engage.services import conversations as conversation_services
@@ -26,24 +26,12 @@ from engage.views.responses import HttpResponseSeeOther, viewer_required, worker
 
 def cycle_outlook(conversation: Conversation) -> dict:
     """The four steps with the current one marked, the next step and what it still needs."""
-    facts = workflow.CycleFacts(
-        stage=conversation.stage,
-        state=conversation.state,
-        version=conversation.version,
-        has_assignee=conversation.assignee_id is not None,
-        has_reply_in_cycle=conversation.reply_in_cycle,
-        has_reaction_in_cycle=conversation.reaction_in_cycle,
-    )
+    target, needs = workflow.advance_outlook(queries.detail_facts(conversation))
     here = workflow.ORDER.index(Stage(conversation.stage))
     steps = [
         {"label": stage.label, "done": i < here, "current": i == here}
         for i, stage in enumerate(workflow.ORDER)
     ]
-    target = workflow.next_stage(conversation.stage)
-    if conversation.state == State.CLOSED:
-        needs = _("This conversation is closed: reopen it before moving it on.")
-    else:
-        needs = workflow.missing_for(facts, target) if target else None
     return {"steps": steps, "next": target, "needs": needs}
 
 
