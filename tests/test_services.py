@@ -289,6 +289,13 @@ def test_priority_moves_the_due_time(manager, conversation):
         cs.set_priority(conversation.pk, "asap", actor=manager)
 
 
+def test_priority_keeps_the_due_time_an_answer_was_measured_against(manager, conversation):
+    cs.log_reply(conversation.pk, actor=manager, text="On it")
+    updated = cs.set_priority(conversation.pk, "urgent", actor=manager)
+    assert updated.priority == Priority.URGENT
+    assert updated.first_response_due_at == conversation.first_response_due_at
+
+
 def test_snooze_needs_a_future_time(manager, conversation):
     with pytest.raises(InvalidInput):
         cs.set_state(conversation.pk, State.SNOOZED, actor=manager)

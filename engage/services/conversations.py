@@ -422,8 +422,12 @@ def set_priority(
         return conversation
     previous = Priority(conversation.priority).key
     conversation.priority = value
-    conversation.first_response_due_at = first_response_due(conversation.received_at, value)
-    _bump(conversation, "priority", "first_response_due_at")
+    fields = ["priority"]
+    if conversation.first_response_at is None:
+        # Once answered, the target the answer was measured against stays as it was.
+        conversation.first_response_due_at = first_response_due(conversation.received_at, value)
+        fields.append("first_response_due_at")
+    _bump(conversation, *fields)
     history.record(
         EventKind.PRIORITY_CHANGED,
         conversation=conversation,
