@@ -39,6 +39,8 @@ def test_shipping_enqueues_one_notification_per_assignee_and_a_rerun_adds_none(q
     ticket = fs.create_ticket(
         actor=manager, title="Milk frother", conversation_id=asked.pk, quote="q"
     )
+    unassigned = factories.conversation()  # flagged too, but there is nobody to notify
+    fs.link_evidence(ticket.pk, unassigned.pk, actor=manager, quote="q")
 
     fs.change_ticket_status(ticket.pk, TicketStatus.SHIPPED, actor=product)
     work(queue)
