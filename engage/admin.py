@@ -187,6 +187,22 @@ class ServiceAdmin(admin.ModelAdmin):
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Rows written only by services: viewable, never added, changed or deleted here."""
 
+    ordering = ("-id",)
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+
+    @admin.display(description=_("conversation"), ordering="conversation_id")
+    def conversation_link(self, obj):
+        return _change_link(Conversation, obj.conversation_id)
+
+    @admin.display(description=_("ticket"), ordering="ticket_id")
+    def ticket_link(self, obj):
+        return _change_link(FeedbackTicket, obj.ticket_id)
+
+    @admin.display(description=_("text"))
+    def short_text(self, obj):
+        return _short(obj.text)
+
     def has_add_permission(self, request, obj=None):
         return False
 
@@ -572,34 +588,12 @@ class MessageAdmin(NumberSearchAdmin):
         "cycle",
     )
     list_filter = ("direction",)
-    ordering = ("-id",)
-    show_full_result_count = False
-    paginator = CappedCountPaginator
-
-    @admin.display(description=_("conversation"), ordering="conversation_id")
-    def conversation_link(self, obj):
-        return _change_link(Conversation, obj.conversation_id)
-
-    @admin.display(description=_("text"))
-    def short_text(self, obj):
-        return _short(obj.text)
 
 
 @admin.register(Note)
 class NoteAdmin(NumberSearchAdmin):
     list_display = ("id", "conversation_link", "author", "short_text", "created_at")
     list_select_related = ("author",)
-    ordering = ("-id",)
-    show_full_result_count = False
-    paginator = CappedCountPaginator
-
-    @admin.display(description=_("conversation"), ordering="conversation_id")
-    def conversation_link(self, obj):
-        return _change_link(Conversation, obj.conversation_id)
-
-    @admin.display(description=_("text"))
-    def short_text(self, obj):
-        return _short(obj.text)
 
 
 @admin.register(Event)
@@ -619,19 +613,8 @@ class EventAdmin(NumberSearchAdmin):
     )
     list_filter = ("kind",)
     list_select_related = ("actor",)
-    ordering = ("-id",)
     search_help_text = _("A conversation or ticket number.")
     number_fields = ("conversation_id", "ticket_id")
-    show_full_result_count = False
-    paginator = CappedCountPaginator
-
-    @admin.display(description=_("conversation"), ordering="conversation_id")
-    def conversation_link(self, obj):
-        return _change_link(Conversation, obj.conversation_id)
-
-    @admin.display(description=_("ticket"), ordering="ticket_id")
-    def ticket_link(self, obj):
-        return _change_link(FeedbackTicket, obj.ticket_id)
 
     @admin.display(description=_("reason"))
     def short_reason(self, obj):
@@ -817,15 +800,8 @@ class FeedbackLinkAdmin(NumberSearchAdmin):
     )
     list_filter = (("told_at", admin.EmptyFieldListFilter),)
     list_select_related = ("ticket", "conversation__contact")
-    ordering = ("-id",)
     search_help_text = _("A conversation or ticket number.")
     number_fields = ("conversation_id", "ticket_id")
-    show_full_result_count = False
-    paginator = CappedCountPaginator
-
-    @admin.display(description=_("conversation"), ordering="conversation_id")
-    def conversation_link(self, obj):
-        return _change_link(Conversation, obj.conversation_id)
 
     @admin.display(description=_("contact"))
     def contact(self, obj):
@@ -837,17 +813,6 @@ class NotificationAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "user", "text", "conversation_link", "ticket_link", "read_at")
     list_filter = (("read_at", admin.EmptyFieldListFilter),)
     list_select_related = ("user",)
-    ordering = ("-id",)
-    show_full_result_count = False
-    paginator = CappedCountPaginator
-
-    @admin.display(description=_("conversation"), ordering="conversation_id")
-    def conversation_link(self, obj):
-        return _change_link(Conversation, obj.conversation_id)
-
-    @admin.display(description=_("ticket"), ordering="ticket_id")
-    def ticket_link(self, obj):
-        return _change_link(FeedbackTicket, obj.ticket_id)
 
 
 @admin.register(ApiToken)
