@@ -91,9 +91,19 @@ class EventKind(models.TextChoices):
     FOLLOW_UP_CLEARED = "follow_up_cleared", _("Follow-up done")
     PRIORITY_CHANGED = "priority_changed", _("Priority changed")
     STATE_CHANGED = "state_changed", _("State changed")
+    TAGS_CHANGED = "tags_changed", _("Tags changed")
+    MERGED = "merged", _("Merged")
     TICKET_CREATED = "ticket_created", _("Ticket created")
     TICKET_STATUS_CHANGED = "ticket_status_changed", _("Ticket status changed")
     TICKET_UPDATED = "ticket_updated", _("Ticket updated")
+
+
+class ReplyLanguage(models.TextChoices):
+    """Languages of saved replies; "" means any language."""
+
+    ANY = "", _("Any language")
+    ITALIAN = "it", _("Italian")
+    ENGLISH = "en", _("English")
 
 
 class Role(models.TextChoices):

@@ -2,7 +2,7 @@
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
 
 from engage.choices import (
@@ -10,6 +10,7 @@ from engage.choices import (
     Direction,
     EventKind,
     Priority,
+    ReplyLanguage,
     Sentiment,
     SourceKind,
     Stage,
@@ -127,6 +128,16 @@ class Conversation(models.Model):
     first_response_due_at = models.DateTimeField(_("first response due"))
     first_response_at = models.DateTimeField(_("first response"), null=True, blank=True)
 
+    # Set when this conversation was merged into another: it then points there, closed.
+    merged_into = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="merged_from",
+        verbose_name=_("merged into"),
+    )
+
     # Optimistic concurrency: every change increments it; callers may send the one they saw.
     version = models.PositiveIntegerField(_("version"), default=1)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
@@ -163,6 +174,13 @@ class Conversation(models.Model):
                 condition=~Q(state=State.SNOOZED) | Q(snoozed_until__isnull=False),
                 name="conversation_snoozed_has_until",
             ),
+            models.CheckConstraint(
+                condition=Q(merged_into__isnull=True) | Q(state=State.CLOSED),
+                name="conversation_merged_is_closed",
+            ),
+            models.CheckConstraint(
+                condition=~Q(merged_into=F("pk")), name="conversation_not_merged_into_itself"
+            ),
         ]
         indexes = [
             # The queue's default order (due time) and its keyset.
@@ -190,6 +208,12 @@ class Conversation(models.Model):
                 condition=Q(needs_follow_up=True),
             ),
             models.Index(fields=["contact", "received_at"], name="conv_contact"),
+            # Waiting for a first answer: the overdue filter and the triage order.
+            models.Index(
+                fields=["first_response_due_at", "id"],
+                name="conv_unanswered",
+                condition=Q(first_response_at__isnull=True) & ~Q(state=State.CLOSED),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -461,3 +485,74 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
+
+
+class SavedView(models.Model):
+    """A person's named queue filter: the query string of /queue/."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_views"
+    )
+    name = models.CharField(_("name"), max_length=80)
+    query = models.CharField(_("filter"), max_length=2000, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("saved view")
+        verbose_name_plural = _("saved views")
+        constraints = [
+            models.UniqueConstraint(fields=["user", "name"], name="saved_view_unique_name"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SavedReply(models.Model):
+    """A canned response, per language. `{name}` in the text becomes the contact's name."""
+
+    title = models.CharField(_("title"), max_length=100)
+    language = models.CharField(
+        _("language"), max_length=10, choices=ReplyLanguage.choices, blank=True
+    )
+    text = models.TextField(_("text"))
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        ordering = ["language", "title"]
+        verbose_name = _("saved reply")
+        verbose_name_plural = _("saved replies")
+        constraints = [
+            models.UniqueConstraint(fields=["language", "title"], name="saved_reply_unique_title"),
+            models.CheckConstraint(
+                condition=_in_choices("language", ReplyLanguage), name="saved_reply_language_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class Presence(models.Model):
+    """Who has a conversation open: refreshed by the page while it stays open."""
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="presences"
+    )
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    seen_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = _("presence")
+        verbose_name_plural = _("presences")
+        constraints = [
+            models.UniqueConstraint(fields=["conversation", "user"], name="presence_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} on {self.conversation_id}"

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import render
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -243,3 +243,18 @@ def state(request, pk: int):
             _("The conversation is now %(state)s.") % {"state": str(c.get_state_display()).lower()}
         ),
     )
+
+
+urlpatterns = [
+    path("conversations/<int:pk>/", conversation_detail, name="conversation"),
+    path("conversations/<int:pk>/advance/", advance, name="conversation_advance"),
+    path("conversations/<int:pk>/restart/", restart, name="conversation_restart"),
+    path("conversations/<int:pk>/assign/", assign, name="conversation_assign"),
+    path("conversations/<int:pk>/reply/", reply, name="conversation_reply"),
+    path("conversations/<int:pk>/notes/", note, name="conversation_note"),
+    path("conversations/<int:pk>/no-change/", no_change, name="conversation_no_change"),
+    path("conversations/<int:pk>/tickets/new/", create_ticket, name="conversation_create_ticket"),
+    path("conversations/<int:pk>/tickets/link/", link_ticket, name="conversation_link_ticket"),
+    path("conversations/<int:pk>/priority/", priority, name="conversation_priority"),
+    path("conversations/<int:pk>/state/", state, name="conversation_state"),
+]

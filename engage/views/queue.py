@@ -2,7 +2,7 @@
 
 from django.contrib import messages
 from django.shortcuts import redirect, render
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 from django.utils.translation import gettext as _
@@ -59,3 +59,10 @@ def claim_next(request):
         return HttpResponseSeeOther(back)
     messages.success(request, _("You claimed conversation #%(id)s.") % {"id": conversation.pk})
     return HttpResponseSeeOther(reverse("conversation", args=[conversation.pk]))
+
+
+urlpatterns = [
+    path("", home, name="home"),
+    path("queue/", queue, name="queue"),
+    path("queue/claim/", claim_next, name="claim_next"),
+]
