@@ -1,0 +1,3 @@
+"""Saved replies (canned responses): managed by community managers."""
+
+urlpatterns: list = []
