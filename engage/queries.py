@@ -4,12 +4,12 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.contrib.postgres.search import SearchQuery, SearchVector
 from django.db import connection
-from django.db.models import BooleanField, Count, Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import BooleanField, Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -18,7 +18,17 @@ from django.utils.translation import gettext as _
 from engage import workflow
 from engage.choices import Direction, EventKind, Priority, Stage, State, TicketStatus
 from engage.errors import InvalidInput
-from engage.models import Conversation, Event, FeedbackLink, FeedbackTicket, Message, Note
+from engage.models import (
+    Conversation,
+    Event,
+    FeedbackLink,
+    FeedbackTicket,
+    Message,
+    Note,
+    Notification,
+    Presence,
+    Tag,
+)
 
 # Sort name → (column, descending). The keyset is always (column, id) in the same direction.
 SORTS: dict[str, tuple[str, bool]] = {
@@ -296,3 +306,107 @@ def community_managers() -> list:
         .order_by("username")
         .distinct()
     )
+
+
+def tag_suggestions(*, limit: int = 300) -> list[str]:
+    """Existing tag names offered while typing a tag."""
+    return list(Tag.objects.order_by("name").values_list("name", flat=True)[:limit])
+
+
+# The conversation page refreshes its presence every 15 s; unseen for longer means gone.
+PRESENCE_FRESH_FOR = timedelta(seconds=45)
+
+
+def present_users(conversation_id: int, *, exclude_user) -> list:
+    """Who else has this conversation open right now."""
+    return [
+        presence.user
+        for presence in Presence.objects.filter(
+            conversation_id=conversation_id, seen_at__gte=timezone.now() - PRESENCE_FRESH_FOR
+        )
+        .exclude(user=exclude_user)
+        .select_related("user")
+        .order_by("user__username")
+    ]
+
+
+def unread_notifications(user, *, limit: int = 5) -> list:
+    """The newest unread notifications of `user`, for the banner every page shows."""
+    if not user.is_authenticated:
+        return []
+    return list(
+        Notification.objects.filter(user=user, read_at__isnull=True).order_by("-created_at", "-id")[
+            :limit
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class VersionSeen:
+    version: int
+    changed_by: str | None
+
+
+def conversation_version(conversation_id: int) -> VersionSeen | None:
+    """The current version of a conversation and who made the latest change (one query)."""
+    latest_actor = (
+        Event.objects.filter(conversation_id=OuterRef("pk"))
+        .order_by("-created_at", "-id")
+        .values("actor__username")[:1]
+    )
+    row = (
+        Conversation.objects.filter(pk=conversation_id)
+        .annotate(changed_by=Subquery(latest_actor))
+        .values_list("version", "changed_by")
+        .first()
+    )
+    return VersionSeen(*row) if row else None
+
+
+# Saved replies ------------------------------------------------------------------------------
+# (Imports are local: this block was appended while others edited the top of the module.)
+
+
+def _saved_replies():
+    from django.db.models.functions import Lower
+
+    from engage.models import SavedReply
+
+    return SavedReply.objects.order_by(Lower("title"), "id")
+
+
+def saved_replies_for(language: str) -> list:
+    """Every saved reply, for a conversation in `language`: those in that language first,
+    then those for any language, then the others (by language); by title within each.
+
+    `language` may be a tag such as "it-IT" or empty (not detected): only its primary
+    subtag counts, and an empty one puts the "any language" replies first.
+    """
+    from django.db.models import Case, IntegerField, Value, When
+    from django.db.models.functions import Lower
+
+    primary = (language or "").split("-")[0].strip().lower()
+    rank = Case(
+        When(language=primary, then=Value(0)),
+        When(language="", then=Value(1)),
+        default=Value(2),
+        output_field=IntegerField(),
+    )
+    return list(
+        _saved_replies().alias(rank=rank).order_by("rank", "language", Lower("title"), "id")
+    )
+
+
+def saved_reply_groups() -> list[dict]:
+    """The /saved-replies/ page: replies grouped by language in the order of ReplyLanguage
+    ("any language" first), empty groups left out. One query, whatever the number."""
+    from engage.choices import ReplyLanguage
+
+    groups: dict[str, list] = {value: [] for value in ReplyLanguage.values}
+    for reply in _saved_replies().select_related("created_by"):
+        groups.setdefault(reply.language, []).append(reply)
+    return [
+        {"language": value, "label": label, "replies": groups[value]}
+        for value, label in ReplyLanguage.choices
+        if groups[value]
+    ]

@@ -1,5 +1,10 @@
 """The pages' addresses. Each views module lists its own, so pages can grow apart."""
 
-from engage.views import conversation, queue, saved_replies
+from engage.views import conversation, notifications, queue, saved_replies
 
-urlpatterns = [*queue.urlpatterns, *conversation.urlpatterns, *saved_replies.urlpatterns]
+urlpatterns = [
+    *queue.urlpatterns,
+    *conversation.urlpatterns,
+    *saved_replies.urlpatterns,
+    *notifications.urlpatterns,
+]

@@ -9,7 +9,14 @@ from django.utils import timezone
 
 from engage.choices import Direction, EventKind, Priority, Stage, State, TicketStatus
 from engage.errors import Conflict, InvalidInput, TransitionNotAllowed, VersionConflict
-from engage.models import ApiToken, Conversation, Event, FeedbackLink, Message
+from engage.models import (
+    ApiToken,
+    Conversation,
+    Event,
+    FeedbackLink,
+    Message,
+    Notification,
+)
 from engage.services import conversations as cs
 from engage.services import feedback as fs
 from engage.services import tokens
@@ -280,6 +287,23 @@ def test_notes_do_not_change_the_version(manager, conversation):
     assert kinds(conversation)[-1] == EventKind.NOTE_ADDED
     with pytest.raises(InvalidInput):
         cs.add_note(conversation.pk, actor=manager, text="")
+
+
+def test_mentions_in_a_note_notify_each_person_once(manager, other_manager, product, outsider):
+    conversation = factories.conversation()
+    note = cs.add_note(
+        conversation.pk,
+        actor=manager,
+        text="@other and @product: see this. Not me@example.com, nor @outsider, nor @manager.",
+    )
+    notified = Notification.objects.order_by("user__username")
+    assert [(n.user.username, n.conversation_id) for n in notified] == [
+        ("other", conversation.pk),
+        ("product", conversation.pk),
+    ]
+    assert "manager mentioned you" in notified[0].text
+    event = conversation.events.get(kind=EventKind.NOTE_ADDED)
+    assert event.data == {"note": note.pk, "mentions": ["other", "product"]}
 
 
 def test_priority_moves_the_due_time(manager, conversation):

@@ -82,7 +82,9 @@ class ReplyForm(ActionForm):
     text = forms.CharField(
         label=_("Reply"),
         max_length=10000,
-        widget=forms.Textarea(attrs={"rows": 4}),
+        widget=forms.Textarea(
+            attrs={"rows": 4, "data-shortcut": "r", "data-shortcut-help": _("Write a reply")}
+        ),
         help_text=_("The reply as it was (or will be) posted on the network."),
     )
     url = forms.URLField(
@@ -98,8 +100,48 @@ class NoteForm(ActionForm):
     text = forms.CharField(
         label=_("Note"),
         max_length=10000,
-        widget=forms.Textarea(attrs={"rows": 3}),
-        help_text=_("Internal, never shown outside. Markdown is allowed."),
+        widget=forms.Textarea(
+            attrs={"rows": 3, "data-shortcut": "n", "data-shortcut-help": _("Write a note")}
+        ),
+        help_text=_(
+            "Internal, never shown outside. Markdown is allowed; @username notifies that person."
+        ),
+    )
+
+
+class TagsForm(ActionForm):
+    """Add tags (comma-separated) or remove one (the × button of a tag)."""
+
+    name = "tags"
+    add = forms.CharField(
+        label=_("Add tags"),
+        required=False,
+        max_length=500,
+        help_text=_("Comma-separated, e.g. descaling, app."),
+        widget=forms.TextInput(attrs={"list": "tag-suggestions", "autocomplete": "off"}),
+    )
+    remove = forms.CharField(required=False, max_length=100, widget=forms.HiddenInput)
+
+    def clean(self):
+        data = super().clean()
+        if not (data.get("add") or "").strip() and not (data.get("remove") or "").strip():
+            raise forms.ValidationError(gettext("Type a tag to add."))
+        return data
+
+
+class MergeForm(ActionForm):
+    """Merge this conversation into another one, which is kept."""
+
+    name = "merge"
+    version = version_field()
+    into = forms.IntegerField(
+        label=_("Merge into conversation #"),
+        min_value=1,
+        max_value=2**63 - 1,
+        help_text=_(
+            "This conversation's messages, notes, evidence and history move there; "
+            "this one is closed and points to it."
+        ),
     )
 
 

@@ -1,12 +1,13 @@
 """Writes on conversations: create, assign, claim, advance, restart, reply, note, reaction."""
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -17,12 +18,22 @@ from engage.choices import (
     Direction,
     EventKind,
     Priority,
+    Role,
     SourceKind,
     Stage,
     State,
 )
 from engage.errors import Conflict, InvalidInput, TransitionNotAllowed
-from engage.models import Contact, Conversation, Event, FeedbackLink, Message, Note, Source
+from engage.models import (
+    Contact,
+    Conversation,
+    Event,
+    FeedbackLink,
+    Message,
+    Note,
+    Notification,
+    Source,
+)
 
 User = get_user_model()
 
@@ -367,16 +378,55 @@ def log_reply(
     return message
 
 
+# "@giulia" in a note, not an e-mail address ("me@example.com") nor a trailing full stop.
+MENTION = re.compile(r"(?<![\w@.])@([\w.+-]*[\w+-])")
+
+
+def mentioned_users(text: str, *, author) -> list:
+    """The active users with a role that `text` mentions, other than its author."""
+    names = {match.group(1) for match in MENTION.finditer(text)}
+    if not names:
+        return []
+    return list(
+        User.objects.filter(username__in=names, is_active=True)
+        .filter(Q(is_staff=True) | Q(is_superuser=True) | Q(groups__name__in=Role.values))
+        .exclude(pk=getattr(author, "pk", None))
+        .distinct()
+        .order_by("username")
+    )
+
+
 @transaction.atomic
 def add_note(conversation_id: int, *, actor, text: str) -> Note:
-    """Add an internal note. Notes do not change the conversation's version."""
+    """Add an internal note; each @username mentioned is notified in the app.
+
+    Notes do not change the conversation's version.
+    """
     permissions.require_work(actor)
     if not text or not text.strip():
         raise InvalidInput(_("A note needs its text."), field="text")
     conversation = _lock(conversation_id)
     note = Note.objects.create(conversation=conversation, author=actor, text=text.strip())
+    mentioned = mentioned_users(note.text, author=actor)
+    excerpt = note.text if len(note.text) <= 120 else note.text[:119] + "…"
+    Notification.objects.bulk_create(
+        [
+            Notification(
+                user=user,
+                key=f"mention:{note.pk}",
+                text=_("%(author)s mentioned you on conversation #%(id)s: “%(excerpt)s”")
+                % {"author": actor.get_username(), "id": conversation.pk, "excerpt": excerpt},
+                conversation=conversation,
+            )
+            for user in mentioned
+        ],
+        ignore_conflicts=True,
+    )
     history.record(
-        EventKind.NOTE_ADDED, conversation=conversation, actor=actor, data={"note": note.pk}
+        EventKind.NOTE_ADDED,
+        conversation=conversation,
+        actor=actor,
+        data={"note": note.pk, "mentions": [user.get_username() for user in mentioned]},
     )
     return note
 

@@ -14,6 +14,7 @@ from django.shortcuts import render
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
 
 from engage import forms, permissions, queries, workflow
 from engage.choices import Stage
@@ -21,6 +22,9 @@ from engage.errors import EngageError, InvalidInput
 from engage.models import Conversation
 from engage.services import conversations as conversation_services
 from engage.services import feedback as feedback_services
+from engage.services import merge as merge_services
+from engage.services import presence as presence_services
+from engage.services import tags as tag_services
 from engage.views.responses import HttpResponseSeeOther, viewer_required, worker_required
 
 
@@ -51,6 +55,8 @@ def action_forms(conversation: Conversation, bound: dict) -> dict:
         "priority": lambda: forms.PriorityForm(
             initial={**version, "priority": conversation.priority_key}
         ),
+        "tags": forms.TagsForm,
+        "merge": lambda: forms.MergeForm(initial=version),
         "state": lambda: forms.StateForm(
             initial={
                 **version,
@@ -68,13 +74,19 @@ def conversation_page(request, conversation_id: int, *, bound: dict | None = Non
     except Conversation.DoesNotExist:
         raise Http404(_("There is no conversation %(id)s.") % {"id": conversation_id}) from None
     can_work = permissions.can_work(request.user)
+    presence_services.touch(conversation.pk, user=request.user)
     context = {
         "conversation": conversation,
+        "conversation_id": conversation.pk,
+        "seen_version": conversation.version,
         "cycle": cycle_outlook(conversation),
         "others": queries.contact_conversations(conversation),
+        "present": queries.present_users(conversation.pk, exclude_user=request.user),
         "can_work": can_work,
         "now": timezone.now(),
         "forms": action_forms(conversation, bound or {}) if can_work else {},
+        "tag_suggestions": queries.tag_suggestions() if can_work else [],
+        "saved_replies": queries.saved_replies_for(conversation.language) if can_work else [],
     }
     return render(request, "engage/conversation.html", context, status=status)
 
@@ -245,6 +257,68 @@ def state(request, pk: int):
     )
 
 
+@worker_required
+def tags(request, pk: int):
+    return act(
+        request,
+        pk,
+        forms.TagsForm(request.POST),
+        lambda data: tag_services.change_tags(
+            pk, actor=request.user, add=data["add"], remove=[data["remove"]]
+        ),
+        lambda names: (
+            _("Tags: %(tags)s.") % {"tags": ", ".join(names)} if names else _("No tags now.")
+        ),
+    )
+
+
+@worker_required
+def merge(request, pk: int):
+    form = forms.MergeForm(request.POST)
+    if form.is_valid():
+        try:
+            kept = merge_services.merge(
+                pk,
+                form.cleaned_data["into"],
+                actor=request.user,
+                expected_version=form.cleaned_data["version"],
+            )
+        except InvalidInput as error:
+            form.add_error("into", error.message)
+        except EngageError as error:
+            messages.error(request, error.message)
+            return HttpResponseSeeOther(reverse("conversation", args=[pk]))
+        else:
+            messages.success(
+                request,
+                _("Conversation #%(duplicate)s was merged into this one.") % {"duplicate": pk},
+            )
+            return HttpResponseSeeOther(reverse("conversation", args=[kept.pk]))
+    return conversation_page(request, pk, bound={form.name: form}, status=422)
+
+
+@require_POST
+@viewer_required
+def presence(request, pk: int):
+    """Heartbeat of an open conversation page: who else is here, and has it changed since?"""
+    try:
+        version = int(request.POST.get("version", ""))
+    except ValueError:
+        version = None
+    current = queries.conversation_version(pk)
+    if current is None:
+        raise Http404(_("There is no conversation %(id)s.") % {"id": pk})
+    presence_services.touch(pk, user=request.user)
+    context = {
+        "conversation_id": pk,
+        "seen_version": version,
+        "present": queries.present_users(pk, exclude_user=request.user),
+        "changed": version is not None and current.version != version,
+        "changed_by": current.changed_by,
+    }
+    return render(request, "engage/conversation.html#presence", context)
+
+
 urlpatterns = [
     path("conversations/<int:pk>/", conversation_detail, name="conversation"),
     path("conversations/<int:pk>/advance/", advance, name="conversation_advance"),
@@ -257,4 +331,7 @@ urlpatterns = [
     path("conversations/<int:pk>/tickets/link/", link_ticket, name="conversation_link_ticket"),
     path("conversations/<int:pk>/priority/", priority, name="conversation_priority"),
     path("conversations/<int:pk>/state/", state, name="conversation_state"),
+    path("conversations/<int:pk>/tags/", tags, name="conversation_tags"),
+    path("conversations/<int:pk>/merge/", merge, name="conversation_merge"),
+    path("conversations/<int:pk>/presence/", presence, name="conversation_presence"),
 ]
