@@ -16,9 +16,12 @@ from engage.forms.conversation import (
     TagsForm,
 )
 from engage.forms.queue import (
+    BULK_ACTIONS,
     FOLLOW_UP_CHOICES,
     SORT_CHOICES,
+    BulkActionForm,
     QueueFilterForm,
+    SavedViewForm,
 )
 
 __all__ = [
@@ -38,4 +41,7 @@ __all__ = [
     "SORT_CHOICES",
     "FOLLOW_UP_CHOICES",
     "QueueFilterForm",
+    "BULK_ACTIONS",
+    "BulkActionForm",
+    "SavedViewForm",
 ]
