@@ -229,3 +229,9 @@ LOGGING = {
 # First-response targets per priority, in hours (issue 6 makes them editable by staff).
 ENGAGE_FIRST_RESPONSE_HOURS = {"urgent": 1, "high": 4, "normal": 24, "low": 72}
 ENGAGE_PAGE_SIZE = 50
+# The queue's stage tabs count up to this many matches, then show "1,000+"; on PostgreSQL
+# the counts give up after this many milliseconds (the tabs then show no numbers).
+ENGAGE_STAGE_COUNT_CAP = 1000
+ENGAGE_STAGE_COUNT_TIMEOUT_MS = 300
+# The most conversations one bulk action may change.
+ENGAGE_BULK_LIMIT = 200

@@ -37,7 +37,16 @@ from ninja.security import APIKeyCookie, HttpBearer
 from pydantic import AfterValidator, AwareDatetime, ConfigDict, StringConstraints
 
 from engage import permissions, queries, workflow
-from engage.choices import Channel, Direction, EventKind, Priority, Stage, State, TicketStatus
+from engage.choices import (
+    Channel,
+    Direction,
+    EventKind,
+    Priority,
+    Sentiment,
+    Stage,
+    State,
+    TicketStatus,
+)
 from engage.errors import Conflict, EngageError, InvalidInput, TransitionNotAllowed, VersionConflict
 from engage.models import Conversation, Event, FeedbackLink, FeedbackTicket, Message, Note
 from engage.services import conversations as conversation_services
@@ -557,8 +566,16 @@ class ConversationFilters(Schema):
     q: Text(200) = ""
     channel: Channel | None = None
     priority: PriorityKey | None = None
+    language: Text(10) | None = Field(None, description="A language code: `it`, `en`…")
+    sentiment: Sentiment | None = None
+    tag: Text(60) | None = None
+    overdue: bool = Field(False, description="Only those still waiting past their due time.")
     follow_up: bool | None = None
-    sort: Literal["due", "newest", "oldest", "priority"] = "due"
+    sort: Literal["due", "newest", "oldest", "priority"] = Field(
+        "due",
+        description="`due`: waiting for an answer first, most overdue first; `priority`: "
+        "urgent to low, then by due time; `newest`/`oldest`: by the time received.",
+    )
     limit: int = Field(50, ge=1, le=200)
     cursor: Text(500) | None = None
 
@@ -640,6 +657,10 @@ def list_conversations(request, filters: Query[ConversationFilters]):
             assignee=filters.assignee,
             channel=filters.channel,
             priority=filters.priority,
+            language=filters.language,
+            sentiment=filters.sentiment,
+            tag=filters.tag,
+            overdue=filters.overdue,
             follow_up=filters.follow_up,
             q=filters.q,
             sort=filters.sort,

@@ -214,6 +214,18 @@ class Conversation(models.Model):
                 name="conv_unanswered",
                 condition=Q(first_response_at__isnull=True) & ~Q(state=State.CLOSED),
             ),
+            # The same per stage: a stage tab with no waiting rows is proved empty at once.
+            models.Index(
+                fields=["stage", "first_response_due_at", "id"],
+                name="conv_stage_unanswered",
+                condition=Q(first_response_at__isnull=True) & ~Q(state=State.CLOSED),
+            ),
+            # The few conversations that are not open: the snoozed and closed views.
+            models.Index(
+                fields=["state", "first_response_due_at", "id"],
+                name="conv_not_open",
+                condition=~Q(state=State.OPEN),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -14,6 +14,7 @@ from engage.choices import Stage, State, TicketStatus
 from engage.models import ApiToken, Conversation, FeedbackTicket, Source
 from engage.services import conversations as services
 from engage.services import feedback as feedback_services
+from engage.services import tags as tag_services
 from engage.services import tokens
 from tests import factories
 
@@ -223,8 +224,8 @@ def test_bearer_authentication_and_roles_cost_a_constant_few_queries(client, man
     with CaptureQueriesContext(connection) as many:
         assert get(client, "/conversations", **bearer(raw)).status_code == 200
 
-    # token + user (one join), roles, page, tags.
-    assert len(few) == len(many) <= 4
+    # token + user (one join), roles, page (waiting rows, then answered ones), tags.
+    assert len(few) == len(many) <= 5
 
 
 # Creating conversations --------------------------------------------------------------------
@@ -673,9 +674,10 @@ def test_keyset_pages_do_not_skip_or_repeat_rows_with_the_same_time(as_manager, 
 
 
 def test_queue_filters(as_manager, manager, other_manager):
-    mine = factories.conversation(text="The export button is broken")
-    theirs = factories.conversation(channel="facebook", priority="urgent")
-    waiting = factories.conversation()
+    now = timezone.now()
+    mine = factories.conversation(text="The export button is broken", created_at=now)
+    theirs = factories.conversation(channel="facebook", priority="urgent", created_at=now)
+    waiting = factories.conversation(created_at=now)
     services.assign(mine.pk, manager, actor=manager)
     services.assign(theirs.pk, other_manager, actor=other_manager)
 
@@ -694,6 +696,15 @@ def test_queue_filters(as_manager, manager, other_manager):
     assert ids("follow_up=false") == {mine.pk, theirs.pk, waiting.pk}
     assert ids("follow_up=true") == set()
     assert ids("q=export") == {mine.pk}
+    tag_services.change_tags(theirs.pk, actor=manager, add=["descaling"])
+    Conversation.objects.filter(pk=mine.pk).update(language="it", sentiment="negative")
+    assert ids("tag=descaling") == {theirs.pk}
+    assert ids("language=it&sentiment=negative") == {mine.pk}
+    # Received just now: none is due yet until this one's due time is moved back.
+    Conversation.objects.filter(pk=waiting.pk).update(
+        first_response_due_at=timezone.now() - timedelta(minutes=5)
+    )
+    assert ids("overdue=true") == {waiting.pk}
 
 
 def _cursor(value, pk) -> str:

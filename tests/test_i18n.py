@@ -66,7 +66,7 @@ def test_queue_is_in_italian(client, manager):
     assert '<html lang="it">' in body
     assert "<h1>Coda</h1>" in body
     assert "Prendi in carico la prossima" in body
-    assert "Qualsiasi fase" in body
+    assert "Qualsiasi stato" in body
 
 
 def test_workflow_refusal_is_in_italian(client, manager, conversation):

@@ -93,3 +93,11 @@ def test_product_team_cannot_merge(product):
 
     with pytest.raises(PermissionDenied):
         merge(factories.conversation().pk, factories.conversation().pk, actor=product)
+
+
+def test_a_merged_conversation_cannot_be_reopened(manager):
+    kept, duplicate = factories.conversation(), factories.conversation()
+    merge(duplicate.pk, kept.pk, actor=manager)
+    with pytest.raises(Conflict) as refused:
+        cs.set_state(duplicate.pk, State.OPEN, actor=manager)
+    assert f"merged into #{kept.pk}" in refused.value.message

@@ -504,6 +504,11 @@ def set_state(
         raise InvalidInput(_("Snooze until a time in the future."), field="snoozed_until")
     conversation = _lock(conversation_id)
     workflow.check_version(conversation.version, expected_version)
+    if conversation.merged_into_id is not None and state != State.CLOSED:
+        raise Conflict(
+            _("This conversation was merged into #%(into)s: work on that one instead.")
+            % {"into": conversation.merged_into_id}
+        )
     until = snoozed_until if state == State.SNOOZED else None
     if conversation.state == state and conversation.snoozed_until == until:
         return conversation
