@@ -50,7 +50,7 @@ def test_a_mention_shows_on_the_next_page_load_until_dismissed(client, manager, 
 
     client.force_login(other_manager)
     queue = client.get(reverse("queue"))
-    assert f"manager mentioned you on conversation #{conversation.pk}" in queue.text
+    assert f"manager mentioned you in conversation #{conversation.pk}" in queue.text
     notification = Notification.objects.get(user=other_manager)
 
     client.post(reverse("notification_read", args=[notification.pk]), {"next": "/queue/"})

@@ -183,6 +183,6 @@ def close() -> BulkAction:
 def reopen() -> BulkAction:
     def step(pk: int, actor) -> str:
         conversation_services.set_state(pk, State.OPEN, actor=actor)
-        return _("open again")
+        return _("reopened")
 
     return BulkAction("reopen", step)

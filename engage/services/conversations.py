@@ -414,7 +414,7 @@ def add_note(conversation_id: int, *, actor, text: str) -> Note:
             Notification(
                 user=user,
                 key=f"mention:{note.pk}",
-                text=_("%(author)s mentioned you on conversation #%(id)s: “%(excerpt)s”")
+                text=_("%(author)s mentioned you in conversation #%(id)s: “%(excerpt)s”")
                 % {"author": actor.get_username(), "id": conversation.pk, "excerpt": excerpt},
                 conversation=conversation,
             )

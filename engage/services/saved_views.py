@@ -59,5 +59,5 @@ def delete_view(view_id: int, *, actor) -> None:
     deleted, _by_model = SavedView.objects.filter(pk=view_id, user=actor).delete()
     if not deleted:
         raise InvalidInput(
-            _("There is no saved view %(id)s of yours.") % {"id": view_id}, field="view"
+            _("You have no saved view %(id)s.") % {"id": view_id}, field="view"
         )
