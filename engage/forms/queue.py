@@ -209,6 +209,9 @@ class BulkActionForm(forms.Form):
     back = forms.CharField(required=False, max_length=2000, widget=forms.HiddenInput)
 
     def __init__(self, *args, actor=None, managers=(), **kwargs):
+        # The filter form on the same page has fields of the same names: distinct ids keep
+        # each label pointing at its own control.
+        kwargs.setdefault("auto_id", "id_bulk_%s")
         super().__init__(*args, **kwargs)
         self.actor = actor
         self.managers = {m.get_username(): m for m in managers}
