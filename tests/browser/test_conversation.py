@@ -124,3 +124,31 @@ def test_a_change_from_a_stale_page_is_refused_and_the_new_state_shown(
     expect_message(mine, "Someone else changed this conversation since you opened it", role="alert")
     assignment = mine.get_by_role("region", name="Assignment and state")
     expect(assignment).to_contain_text(re.compile(r"Assignee\s*other\b"))
+
+
+def test_the_page_shows_who_else_is_here_and_that_they_changed_it(
+    new_context, log_in, manager, other_manager
+):
+    conversation = factories.conversation()
+    pages = {}
+    for user in (manager, other_manager):
+        context = new_context()
+        log_in(context, user)
+        pages[user] = context.new_page()
+        pages[user].goto(f"/conversations/{conversation.pk}/")
+    mine, theirs = pages[manager], pages[other_manager]
+
+    def heartbeat():
+        # The same request the page sends every 15 s (and when its tab becomes visible).
+        mine.evaluate("document.body.dispatchEvent(new CustomEvent('engage:presence'))")
+
+    heartbeat()
+    expect(mine.locator("#presence")).to_contain_text("Also here now:")
+    expect(mine.locator("#presence")).to_contain_text("other")
+
+    theirs.get_by_role("button", name="Assign to me").click()
+    expect_message(theirs, "Assigned to other.")
+    heartbeat()
+    expect(mine.get_by_role("alert")).to_contain_text(
+        "other changed this conversation since you opened it."
+    )
