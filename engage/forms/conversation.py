@@ -42,6 +42,15 @@ class RestartForm(ActionForm):
     )
 
 
+def offer_managers(form: forms.Form, managers) -> None:
+    """Offer `managers` in the form's assignee select, and keep them by username."""
+    form.managers = {m.get_username(): m for m in managers}
+    form.fields["assignee"].choices = [
+        ("", "—"),
+        *((name, m.get_full_name() or name) for name, m in form.managers.items()),
+    ]
+
+
 class AssignForm(ActionForm):
     """One form, three buttons: to me, to the person chosen in the select, to nobody."""
 
@@ -56,11 +65,7 @@ class AssignForm(ActionForm):
     def __init__(self, *args, actor=None, managers=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.actor = actor
-        self.managers = {m.get_username(): m for m in managers}
-        self.fields["assignee"].choices = [
-            ("", "—"),
-            *((m.get_username(), m.get_full_name() or m.get_username()) for m in managers),
-        ]
+        offer_managers(self, managers)
 
     def clean(self):
         data = super().clean()

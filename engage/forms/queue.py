@@ -7,6 +7,7 @@ from django.utils.translation import gettext_lazy as _
 
 from engage import queries
 from engage.choices import Channel, Priority, ReplyLanguage, Sentiment, State
+from engage.forms.conversation import offer_managers
 from engage.services import bulk
 
 # The queue's sort names, in the order the select offers them (see queries.SORTS).
@@ -214,11 +215,7 @@ class BulkActionForm(forms.Form):
         kwargs.setdefault("auto_id", "id_bulk_%s")
         super().__init__(*args, **kwargs)
         self.actor = actor
-        self.managers = {m.get_username(): m for m in managers}
-        self.fields["assignee"].choices = [
-            ("", "—"),
-            *((m.get_username(), m.get_full_name() or m.get_username()) for m in managers),
-        ]
+        offer_managers(self, managers)
 
     def clean(self):
         data = super().clean()

@@ -30,6 +30,17 @@ def move_to(page: Page, stage: str) -> None:
     expect(current_step(page)).to_contain_text(stage)
 
 
+def open_in_two_browsers(new_context, log_in, conversation, *users) -> dict:
+    """Each user in a browser of their own, on the conversation's page."""
+    pages = {}
+    for user in users:
+        context = new_context()
+        log_in(context, user)
+        pages[user] = context.new_page()
+        pages[user].goto(f"/conversations/{conversation.pk}/")
+    return pages
+
+
 def in_react(actor):
     conversation = factories.conversation(text="The milk frother stopped working")
     conversation_services.assign(conversation.pk, actor, actor=actor)
@@ -108,12 +119,7 @@ def test_a_change_from_a_stale_page_is_refused_and_the_new_state_shown(
     new_context, log_in, manager, other_manager
 ):
     conversation = factories.conversation()
-    pages = {}
-    for user in (manager, other_manager):
-        context = new_context()
-        log_in(context, user)
-        pages[user] = context.new_page()
-        pages[user].goto(f"/conversations/{conversation.pk}/")
+    pages = open_in_two_browsers(new_context, log_in, conversation, manager, other_manager)
 
     pages[other_manager].get_by_role("button", name="Assign to me").click()
     expect_message(pages[other_manager], "Assigned to other.")
@@ -130,12 +136,7 @@ def test_the_page_shows_who_else_is_here_and_that_they_changed_it(
     new_context, log_in, manager, other_manager
 ):
     conversation = factories.conversation()
-    pages = {}
-    for user in (manager, other_manager):
-        context = new_context()
-        log_in(context, user)
-        pages[user] = context.new_page()
-        pages[user].goto(f"/conversations/{conversation.pk}/")
+    pages = open_in_two_browsers(new_context, log_in, conversation, manager, other_manager)
     mine, theirs = pages[manager], pages[other_manager]
 
     def heartbeat():
