@@ -58,6 +58,4 @@ def delete_view(view_id: int, *, actor) -> None:
     permissions.require_view(actor)
     deleted, _by_model = SavedView.objects.filter(pk=view_id, user=actor).delete()
     if not deleted:
-        raise InvalidInput(
-            _("You have no saved view %(id)s.") % {"id": view_id}, field="view"
-        )
+        raise InvalidInput(_("You have no saved view %(id)s.") % {"id": view_id}, field="view")
