@@ -96,6 +96,7 @@ class EventKind(models.TextChoices):
     TICKET_CREATED = "ticket_created", _("Ticket created")
     TICKET_STATUS_CHANGED = "ticket_status_changed", _("Ticket status changed")
     TICKET_UPDATED = "ticket_updated", _("Ticket updated")
+    TICKET_MERGED = "ticket_merged", _("Ticket merged")
 
 
 class ReplyLanguage(models.TextChoices):

@@ -339,6 +339,15 @@ class FeedbackTicket(models.Model):
         related_name="+",
         verbose_name=_("created by"),
     )
+    # Set when this ticket was merged into another as a duplicate: its page redirects there.
+    merged_into = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="merged_from",
+        verbose_name=_("merged into"),
+    )
     status_changed_at = models.DateTimeField(_("status changed"), auto_now_add=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
@@ -349,6 +358,9 @@ class FeedbackTicket(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=_in_choices("status", TicketStatus), name="ticket_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(merged_into=F("pk")), name="ticket_not_merged_into_itself"
             ),
         ]
         indexes = [models.Index(fields=["status", "created_at"], name="ticket_status")]
