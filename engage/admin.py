@@ -681,11 +681,21 @@ class FeedbackTicketAdmin(ServiceAdmin):
         "owner",
         "status",
         "status_changed_at",
+        "merged_into",
         "created_by",
         "created_at",
         "updated_at",
     )
-    readonly_fields = ("status", "status_changed_at", "created_by", "created_at", "updated_at")
+    # Merging moves evidence and writes history: it happens on the ticket page or the API
+    # (services.feedback.merge_tickets), never by editing the field here.
+    readonly_fields = (
+        "status",
+        "status_changed_at",
+        "merged_into",
+        "created_by",
+        "created_at",
+        "updated_at",
+    )
     inlines = (FeedbackLinkInline,)
     actions = (
         _status_action(TicketStatus.TRIAGED, _("Mark triaged")),

@@ -269,7 +269,12 @@ class TicketOut(Schema):
     owner: str | None
     demand: int = Field(description="Distinct people who asked.")
     evidence_count: int
-    told_count: int
+    told_count: int = Field(description="Evidence links whose person was told.")
+    told_people: int = Field(description="Distinct people told that it shipped or was declined.")
+    latest_evidence_at: datetime | None = Field(description="When the latest evidence was linked.")
+    merged_into: int | None = Field(
+        description="The ticket this duplicate was merged into (its evidence is there)."
+    )
     created_at: datetime
     status_changed_at: datetime
 
@@ -409,6 +414,9 @@ def _ticket(ticket: FeedbackTicket) -> dict:
         "demand": ticket.demand,
         "evidence_count": ticket.evidence_count,
         "told_count": ticket.told_count,
+        "told_people": ticket.told_people,
+        "latest_evidence_at": ticket.latest_evidence_at,
+        "merged_into": ticket.merged_into_id,
         "created_at": ticket.created_at,
         "status_changed_at": ticket.status_changed_at,
     }
@@ -853,7 +861,9 @@ def set_state(request, conversation_id: int, payload: StateIn):
 class TicketFilters(Schema):
     status: TicketStatus | None = None
     product_area: Text(100) | None = None
-    q: Text(200) = ""
+    channel: Channel | None = Field(None, description="Evidence from a conversation on it.")
+    language: Text(10) | None = Field(None, description="Evidence in this language: `it`, `en`…")
+    q: Text(200) = Field("", description="Every word in the title or the problem.")
     limit: int = Field(50, ge=1, le=200)
     offset: int = Field(0, ge=0, le=100_000)
 
@@ -882,14 +892,23 @@ class EvidenceIn(Input):
     quote: Text(LONG_TEXT, required=True)
 
 
+class MergeIn(Input):
+    into: Id = Field(description="The ticket to keep.")
+
+
 @api.get("/feedback", response={200: TicketPage, **ERRORS}, tags=["feedback"])
 def list_tickets(request, filters: Query[TicketFilters]):
-    """Tickets by demand (distinct people who asked), most asked first."""
+    """Tickets by demand (distinct people who asked), then the latest evidence; the board's
+    filters. Merged tickets are left out (their evidence counts on the kept ticket)."""
     _viewer(request)
-    tickets = list(
-        queries.ticket_list(status=filters.status, product_area=filters.product_area, q=filters.q)[
-            filters.offset : filters.offset + filters.limit + 1
-        ]
+    tickets = queries.ticket_list(
+        status=filters.status,
+        product_area=filters.product_area,
+        channel=filters.channel,
+        language=filters.language,
+        q=filters.q,
+        offset=filters.offset,
+        limit=filters.limit + 1,
     )
     more = len(tickets) > filters.limit
     return {
@@ -957,6 +976,16 @@ def link_evidence(request, ticket_id: int, payload: EvidenceIn):
             ticket_id, payload.conversation, actor=request.auth, quote=payload.quote
         )
     return Status(201, _evidence(link))
+
+
+@api.post("/feedback/{ticket_id}/merge", response={200: TicketDetail, **ERRORS}, tags=["feedback"])
+def merge_tickets(request, ticket_id: int, payload: MergeIn):
+    """Merge this duplicate into the ticket `into` (product team only) and return the kept
+    ticket: the evidence moves there. 409 when either was already merged; 422 for `into`
+    unknown or the same ticket."""
+    with _not_found_as("ticket"):
+        kept = feedback_services.merge_tickets(ticket_id, payload.into, actor=request.auth)
+    return _ticket_detail(queries.ticket_detail(kept.pk))
 
 
 # Anything else under /api/v1/ is a JSON 404, not the site's HTML page. Registered last.

@@ -9,20 +9,42 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from engage import history, permissions, tasks
-from engage.choices import CLOSED_TICKET_STATUSES, EventKind, TicketStatus
+from engage.choices import CLOSED_TICKET_STATUSES, EventKind, State, TicketStatus
 from engage.errors import Conflict, InvalidInput
 from engage.models import Conversation, Event, FeedbackLink, FeedbackTicket
 
 User = get_user_model()
 
 
-def _lock_ticket(ticket_id: int) -> FeedbackTicket:
+def _lock_ticket(ticket_id: int, *, field: str = "ticket") -> FeedbackTicket:
     try:
         return FeedbackTicket.objects.select_for_update().get(pk=ticket_id)
     except FeedbackTicket.DoesNotExist:
         raise InvalidInput(
-            _("Ticket %(id)s does not exist.") % {"id": ticket_id}, field="ticket"
+            _("Ticket %(id)s does not exist.") % {"id": ticket_id}, field=field
         ) from None
+
+
+def _refuse_merged(ticket: FeedbackTicket) -> None:
+    """A merged ticket is a signpost to the kept one: nothing changes on it any more."""
+    if ticket.merged_into_id is not None:
+        raise Conflict(
+            _("Ticket #%(id)s was merged into #%(into)s: work on that one instead.")
+            % {"id": ticket.pk, "into": ticket.merged_into_id}
+        )
+
+
+def _status_note(ticket: FeedbackTicket) -> str:
+    """The note of the change that brought the ticket to its current status, if any."""
+    event = (
+        Event.objects.filter(
+            ticket=ticket, kind=EventKind.TICKET_STATUS_CHANGED, data__to=ticket.status
+        )
+        .order_by("-created_at", "-id")
+        .only("reason")
+        .first()
+    )
+    return event.reason if event is not None else ""
 
 
 def _lock_conversation(conversation_id: int) -> Conversation:
@@ -72,6 +94,7 @@ def link_evidence(ticket_id: int, conversation_id: int, *, actor, quote: str) ->
     """
     permissions.require_link_evidence(actor)
     ticket = _lock_ticket(ticket_id)
+    _refuse_merged(ticket)
     return _link(ticket, conversation_id, quote=quote, actor=actor)
 
 
@@ -100,13 +123,20 @@ def _link(ticket: FeedbackTicket, conversation_id: int, *, quote: str, actor) ->
         data={"ticket": ticket.pk, "title": ticket.title, "link": link.pk},
     )
     if ticket.status in CLOSED_TICKET_STATUSES:
-        _flag_follow_ups(ticket, [conversation.pk], actor=actor)
+        _flag_follow_ups(ticket, [conversation.pk], actor=actor, note=_status_note(ticket))
     transaction.on_commit(partial(tasks.enqueue, tasks.notify_new_evidence, link.pk))
     return link
 
 
-def _flag_follow_ups(ticket: FeedbackTicket, conversation_ids: list[int], *, actor) -> None:
-    """Mark conversations as waiting to be told about the ticket, with one Event each."""
+def _flag_follow_ups(
+    ticket: FeedbackTicket, conversation_ids: list[int], *, actor, note: str = ""
+) -> None:
+    """Mark conversations as waiting to be told about the ticket, with one Event each.
+
+    `note` is what the product team wants the people told (the status change's note): it
+    goes into each Event's data so that the conversation page and the notification job
+    can show the community manager what to say.
+    """
     if not conversation_ids:
         return
     # Lock in primary-key order so two tickets shipping at once cannot deadlock.
@@ -116,14 +146,37 @@ def _flag_follow_ups(ticket: FeedbackTicket, conversation_ids: list[int], *, act
     Conversation.objects.filter(pk__in=conversation_ids).update(
         needs_follow_up=True, version=F("version") + 1, updated_at=timezone.now()
     )
+    # Telling the person is work again: a closed or snoozed conversation opens, or its
+    # follow-up would hide from the queue, which shows the open ones. (A merged conversation
+    # stays closed; its evidence moved to the kept one anyway.)
+    reopened = [c for c in locked if c.state != State.OPEN and c.merged_into_id is None]
+    Conversation.objects.filter(pk__in=[c.pk for c in reopened]).update(
+        state=State.OPEN, snoozed_until=None
+    )
     history.record_many(
         [
+            Event(
+                kind=EventKind.STATE_CHANGED,
+                conversation=conversation,
+                actor=actor,
+                cycle=conversation.cycle,
+                reason=_("The person must be told about “%(title)s”.") % {"title": ticket.title},
+                data={"from": conversation.state, "to": State.OPEN, "until": None},
+            )
+            for conversation in reopened
+        ]
+        + [
             Event(
                 kind=EventKind.FOLLOW_UP_FLAGGED,
                 conversation=conversation,
                 actor=actor,
                 cycle=conversation.cycle,
-                data={"ticket": ticket.pk, "title": ticket.title, "status": ticket.status},
+                data={
+                    "ticket": ticket.pk,
+                    "title": ticket.title,
+                    "status": ticket.status,
+                    **({"note": note} if note else {}),
+                },
             )
             for conversation in locked
         ]
@@ -134,7 +187,12 @@ def _flag_follow_ups(ticket: FeedbackTicket, conversation_ids: list[int], *, act
 @transaction.atomic
 def change_ticket_status(ticket_id: int, status: str, *, actor, note: str = "") -> FeedbackTicket:
     """Move a ticket to `status`. Shipping or declining asks for every person who asked
-    (and has not been told yet) to be told: their conversations get a follow-up."""
+    (and has not been told yet) to be told: their conversations get a follow-up.
+
+    `note` is the message for the people who asked: it is the status Event's reason and the
+    follow-ups carry it (`data["note"]`). Raises InvalidInput for an unknown status or
+    ticket, Conflict for a merged ticket.
+    """
     permissions.require_manage_tickets(actor)
     if status not in TicketStatus.values:
         raise InvalidInput(
@@ -143,6 +201,7 @@ def change_ticket_status(ticket_id: int, status: str, *, actor, note: str = "") 
             field="status",
         )
     ticket = _lock_ticket(ticket_id)
+    _refuse_merged(ticket)
     if ticket.status == status:
         return ticket
     previous = ticket.status
@@ -157,7 +216,7 @@ def change_ticket_status(ticket_id: int, status: str, *, actor, note: str = "") 
     )
     if status in CLOSED_TICKET_STATUSES:
         untold = ticket.links.filter(told_at__isnull=True).values_list("conversation_id", flat=True)
-        _flag_follow_ups(ticket, list(untold), actor=actor)
+        _flag_follow_ups(ticket, list(untold), actor=actor, note=note.strip())
     return ticket
 
 
@@ -172,9 +231,14 @@ def update_ticket(
     owner=None,
     clear_owner: bool = False,
 ) -> FeedbackTicket:
-    """Edit a ticket's text or owner. Only the fields given change."""
+    """Edit a ticket's text or owner. Only the fields given change.
+
+    Raises InvalidInput (a blank title, an owner outside the product team), Conflict for a
+    merged ticket.
+    """
     permissions.require_manage_tickets(actor)
     ticket = _lock_ticket(ticket_id)
+    _refuse_merged(ticket)
     changes = {}
     if title is not None:
         if not title.strip():
@@ -208,3 +272,92 @@ def update_ticket(
         },
     )
     return ticket
+
+
+@transaction.atomic
+def merge_tickets(duplicate_id: int, into_id: int, *, actor) -> FeedbackTicket:
+    """Merge the duplicate ticket into the kept one (`into_id`) and return the kept one.
+
+    The duplicate's evidence moves to the kept ticket, so its people count there once. A
+    conversation that is evidence for both keeps the kept ticket's link; the dropped quote is
+    recorded in the merge Events. A moved link keeps its "told" time only when the kept
+    ticket has the status the person was told about; otherwise the person has not heard of
+    the kept ticket's outcome yet, and when that ticket already shipped or was declined their
+    conversation gets a follow-up, as when linking. Both tickets get a TICKET_MERGED Event;
+    the duplicate points to the kept one (its page redirects there) and leaves the board, and
+    tickets merged into it earlier now point to the kept one too.
+
+    Product team and staff only. Raises InvalidInput for the same ticket twice or an unknown
+    one, Conflict when either ticket was already merged.
+    """
+    permissions.require_manage_tickets(actor)
+    if duplicate_id == into_id:
+        raise InvalidInput(_("A ticket cannot be merged into itself."), field="into")
+    # Lock both rows in primary-key order, so that merging A into B while someone merges B
+    # into A cannot deadlock: the second waits, then sees the first's merge and is refused.
+    locked = {
+        ticket.pk: ticket
+        for ticket in FeedbackTicket.objects.select_for_update()
+        .filter(pk__in=[duplicate_id, into_id])
+        .order_by("pk")
+    }
+    if duplicate_id not in locked:
+        raise InvalidInput(
+            _("Ticket %(id)s does not exist.") % {"id": duplicate_id}, field="ticket"
+        )
+    if into_id not in locked:
+        raise InvalidInput(_("Ticket %(id)s does not exist.") % {"id": into_id}, field="into")
+    duplicate, kept = locked[duplicate_id], locked[into_id]
+    if duplicate.merged_into_id is not None:
+        raise Conflict(
+            _("Ticket #%(id)s was already merged into #%(into)s.")
+            % {"id": duplicate.pk, "into": duplicate.merged_into_id}
+        )
+    if kept.merged_into_id is not None:
+        raise Conflict(
+            _("Ticket #%(id)s was itself merged into #%(into)s: merge into that one instead.")
+            % {"id": kept.pk, "into": kept.merged_into_id}
+        )
+
+    kept_conversations = set(kept.links.values_list("conversation_id", flat=True))
+    moving, dropped = [], []
+    # Locked too: a reply logged meanwhile sets their "told" time (log_reply).
+    for link in duplicate.links.select_for_update().order_by("pk"):
+        if link.conversation_id in kept_conversations:
+            dropped.append(link)
+        else:
+            moving.append(link)
+    FeedbackLink.objects.filter(pk__in=[link.pk for link in dropped]).delete()
+    FeedbackLink.objects.filter(pk__in=[link.pk for link in moving]).update(ticket=kept)
+    if kept.status != duplicate.status or kept.status not in CLOSED_TICKET_STATUSES:
+        FeedbackLink.objects.filter(pk__in=[link.pk for link in moving]).update(told_at=None)
+        untold = [link.conversation_id for link in moving]
+    else:
+        untold = [link.conversation_id for link in moving if link.told_at is None]
+
+    duplicate.merged_into = kept
+    duplicate.save(update_fields=["merged_into", "updated_at"])
+    FeedbackTicket.objects.filter(merged_into=duplicate).update(
+        merged_into=kept, updated_at=timezone.now()
+    )
+    details = {
+        "moved": [link.conversation_id for link in moving],
+        "dropped": [
+            {"conversation": link.conversation_id, "quote": link.quote} for link in dropped
+        ],
+    }
+    history.record(
+        EventKind.TICKET_MERGED,
+        ticket=duplicate,
+        actor=actor,
+        data={"into": kept.pk, "title": kept.title, **details},
+    )
+    history.record(
+        EventKind.TICKET_MERGED,
+        ticket=kept,
+        actor=actor,
+        data={"from": duplicate.pk, "title": duplicate.title, **details},
+    )
+    if kept.status in CLOSED_TICKET_STATUSES and untold:
+        _flag_follow_ups(kept, untold, actor=actor, note=_status_note(kept))
+    return kept

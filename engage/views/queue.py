@@ -38,8 +38,10 @@ def queue_url(query: QueryDict | str = "") -> str:
 
 @viewer_required
 def home(request):
-    # Everyone starts at the queue until the feedback board (the product team's home) exists.
-    return redirect("queue")
+    # Community managers (and staff) start at the queue; the product team at the board.
+    if permissions.can_work(request.user):
+        return redirect("queue")
+    return redirect("feedback_board")
 
 
 @viewer_required
