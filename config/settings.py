@@ -217,6 +217,11 @@ else:
         }
     }
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "engage@localhost")
+# Notifications (new evidence for a ticket's owner, follow-ups for assignees) are always
+# shown in the app; with this on they are also emailed, from the job, to users who have an
+# address. ENGAGE_SITE_URL (e.g. https://engage.example.com) makes the emails link back.
+ENGAGE_EMAIL_NOTIFICATIONS = env_bool("ENGAGE_EMAIL_NOTIFICATIONS", False)
+ENGAGE_SITE_URL = os.environ.get("ENGAGE_SITE_URL", "").rstrip("/")
 
 LOGGING = {
     "version": 1,

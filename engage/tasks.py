@@ -1,14 +1,23 @@
 """django-rq jobs. Each takes ids, re-fetches, does only what is missing, and may run twice.
 
 Without REDIS_URL the queue runs jobs inline, in-process (see config/settings.py).
+
+Notifications are in the app (a Notification row) and, when ENGAGE_EMAIL_NOTIFICATIONS is
+on and the user has an address, by email too. The row is what makes a job idempotent: it is
+unique per (user, key), and a notice is emailed only by the run that created its row.
 """
 
 import logging
 
 import django_rq
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.urls import reverse
 from django.utils.translation import gettext as _
 
-from engage.models import Conversation, FeedbackLink, FeedbackTicket, Notification
+from engage.choices import EventKind
+from engage.models import Conversation, Event, FeedbackLink, FeedbackTicket, Notification
 
 log = logging.getLogger(__name__)
 
@@ -18,23 +27,60 @@ def enqueue(func, *args, **kwargs):
     return django_rq.get_queue("default").enqueue(func, *args, **kwargs)
 
 
-def _notify(user, key: str, text: str, *, conversation=None, ticket=None) -> bool:
-    _notification, created = Notification.objects.get_or_create(
-        user=user,
-        key=key,
-        defaults={"text": text[:500], "conversation": conversation, "ticket": ticket},
-    )
+def emails_enabled() -> bool:
+    """Whether notices also go by email: off unless settings.ENGAGE_EMAIL_NOTIFICATIONS."""
+    return settings.ENGAGE_EMAIL_NOTIFICATIONS
+
+
+def _notify(
+    user, key: str, text: str, *, subject: str, body: str = "", conversation=None, ticket=None
+) -> bool:
+    """Write the in-app notice once per (user, key) and, the first time only, email it.
+
+    Returns whether this run created the notice. The row is committed before the mail goes
+    out (no mail about something that may roll back); if sending fails, the row is removed
+    again and the error raised, so that the job fails and a retry does both once more.
+    """
+    with transaction.atomic():
+        notification, created = Notification.objects.get_or_create(
+            user=user,
+            key=key,
+            defaults={"text": text[:500], "conversation": conversation, "ticket": ticket},
+        )
+    if created and emails_enabled() and user.email:
+        try:
+            send_mail(subject, body or text, None, [user.email])
+        except Exception:
+            log.exception("Could not email notice %s to user %s", key, user.pk)
+            notification.delete()
+            raise
     return created
 
 
+def _link_to(path: str) -> str:
+    """The page's full address when ENGAGE_SITE_URL names the site, else nothing."""
+    site = settings.ENGAGE_SITE_URL.rstrip("/")
+    return f"{site}{path}" if site else ""
+
+
+def _email_body(*paragraphs: str) -> str:
+    return "\n\n".join(paragraph for paragraph in paragraphs if paragraph) + "\n"
+
+
 def notify_follow_ups(ticket_id: int) -> int:
-    """Tell each assignee whose conversation waits for news of this ticket. Idempotent."""
+    """Tell each assignee whose conversation waits for news of this ticket. Idempotent.
+
+    The email carries the product team's note (the follow-up Event's `data["note"]`).
+    """
     ticket = FeedbackTicket.objects.filter(pk=ticket_id).first()
     if ticket is None:
         return 0
-    conversations = Conversation.objects.filter(
-        feedback_links__ticket=ticket, needs_follow_up=True, assignee__isnull=False
-    ).select_related("assignee")
+    conversations = list(
+        Conversation.objects.filter(
+            feedback_links__ticket=ticket, needs_follow_up=True, assignee__isnull=False
+        ).select_related("assignee")
+    )
+    notes = _follow_up_notes(ticket, [conversation.pk for conversation in conversations])
     sent = 0
     for conversation in conversations:
         text = _("Tell the person: “%(title)s” is now %(status)s (conversation #%(id)s).") % {
@@ -42,24 +88,73 @@ def notify_follow_ups(ticket_id: int) -> int:
             "status": ticket.get_status_display(),
             "id": conversation.pk,
         }
+        note = notes.get(conversation.pk, "")
+        if note:
+            text += " " + _("Tell them: %(note)s") % {"note": note}
+        body = _email_body(
+            text,
+            _("The product team's note: %(note)s") % {"note": note} if note else "",
+            _link_to(reverse("conversation", args=[conversation.pk])),
+        )
         key = f"follow-up:{ticket.pk}:{ticket.status}:{conversation.pk}"
-        sent += _notify(conversation.assignee, key, text, conversation=conversation, ticket=ticket)
+        sent += _notify(
+            conversation.assignee,
+            key,
+            text,
+            subject=_("[engage] Tell the person: “%(title)s” is %(status)s")
+            % {"title": ticket.title, "status": ticket.get_status_display()},
+            body=body,
+            conversation=conversation,
+            ticket=ticket,
+        )
     return sent
+
+
+def _follow_up_notes(ticket: FeedbackTicket, conversation_ids: list[int]) -> dict[int, str]:
+    """The note of the latest follow-up each conversation got for this ticket (one query)."""
+    if not conversation_ids:
+        return {}
+    notes: dict[int, str] = {}
+    for conversation_id, data in (
+        Event.objects.filter(
+            kind=EventKind.FOLLOW_UP_FLAGGED,
+            conversation_id__in=conversation_ids,
+            data__ticket=ticket.pk,
+        )
+        .order_by("created_at", "id")
+        .values_list("conversation_id", "data")
+    ):
+        if isinstance(data, dict):
+            notes[conversation_id] = str(data.get("note") or "")
+    return notes
 
 
 def notify_new_evidence(link_id: int) -> bool:
     """Tell a ticket's owner that new evidence arrived. Idempotent."""
-    link = FeedbackLink.objects.select_related("ticket__owner").filter(pk=link_id).first()
+    link = (
+        FeedbackLink.objects.select_related("ticket__owner", "conversation__contact")
+        .filter(pk=link_id)
+        .first()
+    )
     if link is None or link.ticket.owner is None:
         return False
     text = _("New evidence for “%(title)s” from conversation #%(id)s.") % {
         "title": link.ticket.title,
         "id": link.conversation_id,
     }
+    contact = link.conversation.contact
+    body = _email_body(
+        text,
+        _("%(person)s said: “%(quote)s”")
+        % {"person": contact.name or contact.handle, "quote": link.quote},
+        _link_to(reverse("feedback_ticket", args=[link.ticket_id])),
+    )
     return _notify(
         link.ticket.owner,
         f"evidence:{link.pk}",
         text,
+        subject=_("[engage] New evidence for “%(title)s”") % {"title": link.ticket.title},
+        body=body,
         conversation=link.conversation,
         ticket=link.ticket,
     )

@@ -95,14 +95,18 @@ def test_outsider_is_refused_everywhere(client, outsider, conversation):
     assert client.post(reverse("claim_next")).status_code == 403
 
 
-@pytest.mark.parametrize("who", ["manager", "product", "staff"])
-def test_home_sends_every_role_to_the_queue(client, request, who):
+@pytest.mark.parametrize(
+    ("who", "home"), [("manager", "queue"), ("staff", "queue"), ("product", "feedback_board")]
+)
+def test_home_sends_community_managers_to_the_queue_and_the_product_team_to_the_board(
+    client, request, who, home
+):
     client.force_login(request.getfixturevalue(who))
 
     response = client.get(reverse("home"))
 
     assert response.status_code == 302
-    assert response["Location"] == reverse("queue")
+    assert response["Location"] == reverse(home)
 
 
 def test_login_page_logs_in_and_logout_is_post_only(client, manager):
@@ -522,10 +526,13 @@ def test_record_no_product_change(client, manager, conversation):
         reason="They only asked a question",
     ).exists()
     assert "Recorded that no product change is needed in this cycle." in messages_of(page)
-    assert "Everything it needs is done." in page.content.decode()
+    # In react the reaction moves the cycle on at once (tests/test_react.py has the rest).
+    assert "Moved to sell." in messages_of(page)
+    assert fresh(conversation).stage == Stage.SELL
 
     again = post_and_follow(client, url, {"reason": "Twice"})
-    assert "This cycle already records that no product change is needed." in messages_of(again)
+    assert any("is decided in react" in m for m in messages_of(again))
+    assert Event.objects.filter(kind=EventKind.NO_CHANGE_RECORDED).count() == 1
 
 
 def test_no_change_outside_react_is_refused(client, manager, conversation):
@@ -577,7 +584,8 @@ def test_create_ticket_needs_a_title(client, manager, conversation):
 def test_link_to_an_existing_ticket_and_twice_is_a_conflict(client, manager, conversation):
     ticket = feedback_services.create_ticket(actor=manager, title="Offline mode")
     client.force_login(manager)
-    assert "Offline mode" in client.get(page_url(conversation)).content.decode()
+    found = client.get(page_url(conversation) + "?ticket_q=offline").content.decode()
+    assert f'name="ticket" value="{ticket.pk}"' in found
     url = action_url("conversation_link_ticket", conversation)
 
     page = post_and_follow(client, url, {"ticket": ticket.pk, "quote": "Works on the train?"})
@@ -718,6 +726,7 @@ def test_conversation_page_query_count_does_not_grow_with_its_history(client, ma
     assert Event.objects.filter(conversation=large).count() >= 30
     assert few == many
     # Session, user, roles, unread notifications; the conversation, tags, messages, notes,
-    # events, links; the contact's other conversations, tickets to link, community
+    # events, links; the contact's other conversations, similar tickets (the search runs
+    # only with ?ticket_q=, in place of the old list of tickets to link), community
     # managers, tag suggestions, saved replies; presence (upsert, who else is here).
     assert few == 17

@@ -1,5 +1,7 @@
 """Forms of the conversation page: one per action. They parse shapes; services own the rules."""
 
+import re
+
 from django import forms
 from django.core.validators import URLValidator
 from django.utils.translation import gettext
@@ -178,21 +180,65 @@ class CreateTicketForm(ActionForm):
     )
 
 
+# The longest search text and quote a link form takes.
+SEARCH_MAX_LENGTH = 200
+QUOTE_MAX_LENGTH = 5000
+# Where a sentence ends: ., ! or ? (or an ellipsis) and a space, or a line break.
+SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n+")
+
+
+def first_sentence(text: str, *, max_length: int = 300) -> str:
+    """The first sentence of `text`: the quote a link form starts with, for the person to edit."""
+    sentence = SENTENCE_END.split(text.strip(), maxsplit=1)[0].strip()
+    if len(sentence) > max_length:
+        sentence = sentence[: max_length - 1].rstrip() + "…"
+    return sentence
+
+
 class LinkTicketForm(ActionForm):
+    """Link the conversation to a ticket listed on the page, with a quote.
+
+    The tickets are listed by a search ("link", the unprefixed form) or as similar tickets
+    (`suggested=True`: the same fields with the prefix "suggested", so both forms can share
+    the page). Each listed ticket is a submit button named `ticket` with the ticket's id as
+    its value: one click links that ticket with the quote above the list.
+    """
+
     name = "link"
-    ticket = forms.TypedChoiceField(label=_("Ticket"), coerce=int)
+    SUGGESTED_PREFIX = "suggested"
+
+    ticket = forms.IntegerField(
+        label=_("Ticket"),
+        min_value=1,
+        max_value=2**63 - 1,
+        error_messages={"required": _("Choose the ticket to link.")},
+    )
     quote = forms.CharField(
         label=_("Quote"),
-        max_length=5000,
+        max_length=QUOTE_MAX_LENGTH,
         widget=forms.Textarea(attrs={"rows": 2}),
         help_text=_("The person's words that show the need."),
     )
+    # The search that listed the ticket: after an error the page lists its results again.
+    ticket_q = forms.CharField(
+        required=False, max_length=SEARCH_MAX_LENGTH, widget=forms.HiddenInput
+    )
 
-    def __init__(self, *args, tickets=(), **kwargs):
+    def __init__(self, *args, suggested: bool = False, **kwargs):
+        if suggested:
+            self.name = "suggested"
+            # The prefix already tells the fields apart: ids such as "id_suggested-quote".
+            kwargs.setdefault("prefix", self.SUGGESTED_PREFIX)
+            kwargs.setdefault("auto_id", "id_%s")
         super().__init__(*args, **kwargs)
-        self.fields["ticket"].choices = [
-            (t.pk, f"#{t.pk} {t.title} ({t.get_status_display()})") for t in tickets
-        ]
+
+    @classmethod
+    def from_post(cls, data) -> "LinkTicketForm":
+        """The form a POST came from: the similar tickets' (prefixed) or the search's."""
+        suggested = (
+            f"{cls.SUGGESTED_PREFIX}-ticket" in data or f"{cls.SUGGESTED_PREFIX}-quote" in data
+        )
+        return cls(data, suggested=suggested)
 
 
 class PriorityForm(ActionForm):

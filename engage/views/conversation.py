@@ -4,26 +4,32 @@ Each action view parses one form, calls one service and answers 303 back to the 
 with a message. Input the form rejects (or the service calls invalid) re-renders the page
 with the form still filled in; a refusal of the cycle, a conflict or a version clash
 redirects, so the person sees the current state next to the message.
+
+In react, creating a ticket, linking one or recording "no product change needed" moves the
+conversation on to sell at once (engage.services.reaction): the page says both what was
+recorded and "Moved to sell.". Elsewhere the reaction is recorded and the stage stays.
 """
 
 from collections.abc import Callable
 
 from django.contrib import messages
-from django.http import Http404
+from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.http import urlencode
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from engage import forms, permissions, queries, workflow
 from engage.choices import Stage
 from engage.errors import EngageError, InvalidInput
+from engage.forms.conversation import SEARCH_MAX_LENGTH, LinkTicketForm, first_sentence
 from engage.models import Conversation
 from engage.services import conversations as conversation_services
-from engage.services import feedback as feedback_services
 from engage.services import merge as merge_services
 from engage.services import presence as presence_services
+from engage.services import reaction as reaction_services
 from engage.services import tags as tag_services
 from engage.views.responses import HttpResponseSeeOther, viewer_required, worker_required
 
@@ -39,9 +45,10 @@ def cycle_outlook(conversation: Conversation) -> dict:
     return {"steps": steps, "next": target, "needs": needs}
 
 
-def action_forms(conversation: Conversation, bound: dict) -> dict:
+def action_forms(conversation: Conversation, bound: dict, *, ticket_q: str = "") -> dict:
     """Every action form of the page, fresh, except the one being re-shown with its errors."""
     version = {"version": conversation.version}
+    quote = first_sentence(conversation.text)
     managers = queries.community_managers()
     fresh = {
         "advance": lambda: forms.AdvanceForm(initial=version),
@@ -51,7 +58,8 @@ def action_forms(conversation: Conversation, bound: dict) -> dict:
         "note": forms.NoteForm,
         "no_change": forms.NoChangeForm,
         "ticket": forms.CreateTicketForm,
-        "link": lambda: forms.LinkTicketForm(tickets=queries.tickets_for_linking()),
+        "link": lambda: LinkTicketForm(initial={"quote": quote, "ticket_q": ticket_q}),
+        "suggested": lambda: LinkTicketForm(suggested=True, initial={"quote": quote}),
         "priority": lambda: forms.PriorityForm(
             initial={**version, "priority": conversation.priority_key}
         ),
@@ -74,6 +82,8 @@ def conversation_page(request, conversation_id: int, *, bound: dict | None = Non
     except Conversation.DoesNotExist:
         raise Http404(_("There is no conversation %(id)s.") % {"id": conversation_id}) from None
     can_work = permissions.can_work(request.user)
+    bound = bound or {}
+    ticket_q = searched_tickets(request, bound) if can_work else ""
     presence_services.touch(conversation.pk, user=request.user)
     context = {
         "conversation": conversation,
@@ -84,11 +94,26 @@ def conversation_page(request, conversation_id: int, *, bound: dict | None = Non
         "present": queries.present_users(conversation.pk, exclude_user=request.user),
         "can_work": can_work,
         "now": timezone.now(),
-        "forms": action_forms(conversation, bound or {}) if can_work else {},
+        "forms": action_forms(conversation, bound, ticket_q=ticket_q) if can_work else {},
+        "follow_up_news": queries.follow_up_news(conversation),
+        # Only those who work conversations link them, so only they get these (one query each).
+        "similar_tickets": queries.similar_tickets(conversation) if can_work else [],
+        "ticket_q": ticket_q,
+        "ticket_results": queries.ticket_search(ticket_q) if ticket_q else [],
         "tag_suggestions": queries.tag_suggestions() if can_work else [],
         "saved_replies": queries.saved_replies_for(conversation.language) if can_work else [],
     }
     return render(request, "engage/conversation.html", context, status=status)
+
+
+def searched_tickets(request, bound: dict) -> str:
+    """The ticket search of the page: `?ticket_q=` (the form without JavaScript), or the one
+    a link form re-shown with its errors came from."""
+    if "link" in bound:
+        text = bound["link"].data.get("ticket_q", "")
+    else:
+        text = request.GET.get("ticket_q", "")
+    return text.strip()[:SEARCH_MAX_LENGTH]
 
 
 @viewer_required
@@ -96,8 +121,34 @@ def conversation_detail(request, pk: int):
     return conversation_page(request, pk)
 
 
-def act(request, pk: int, form, call: Callable, success: Callable[..., str]):
-    """Validate `form`, call the service with its data, answer 303 back with a message."""
+@require_GET
+@viewer_required
+def ticket_search(request, pk: int):
+    """The tickets matching a search, listed in the page's link form (an htmx fragment).
+
+    Without htmx the search is the page itself with `?ticket_q=`, so this sends it there.
+    """
+    permissions.require_work(request.user)
+    ticket_q = request.GET.get("ticket_q", "").strip()[:SEARCH_MAX_LENGTH]
+    if not request.htmx:
+        query = f"?{urlencode({'ticket_q': ticket_q})}" if ticket_q else ""
+        return HttpResponseRedirect(reverse("conversation", args=[pk]) + query + "#link-ticket")
+    if queries.conversation_version(pk) is None:
+        raise Http404(_("There is no conversation %(id)s.") % {"id": pk})
+    context = {
+        "conversation_id": pk,
+        "ticket_q": ticket_q,
+        "ticket_results": queries.ticket_search(ticket_q),
+        "forms": {"link": LinkTicketForm()},
+    }
+    return render(request, "engage/conversation.html#ticket_results", context)
+
+
+def act(
+    request, pk: int, form, call: Callable, success: Callable[..., str | list[tuple[int, str]]]
+):
+    """Validate `form`, call the service with its data, answer 303 back with a message (or
+    several, as (level, text) pairs)."""
     if form.is_valid():
         try:
             result = call(form.cleaned_data)
@@ -107,9 +158,22 @@ def act(request, pk: int, form, call: Callable, success: Callable[..., str]):
             messages.error(request, error.message)
             return HttpResponseSeeOther(reverse("conversation", args=[pk]))
         else:
-            messages.success(request, success(result))
+            said = success(result)
+            for level, text in [(messages.SUCCESS, said)] if isinstance(said, str) else said:
+                messages.add_message(request, level, text)
             return HttpResponseSeeOther(reverse("conversation", args=[pk]))
     return conversation_page(request, pk, bound={form.name: form}, status=422)
+
+
+def reaction_messages(reaction: reaction_services.Reaction, done: str) -> list[tuple[int, str]]:
+    """What a reaction did, then where the cycle went: on to sell, or why it stayed."""
+    said = [(messages.SUCCESS, done)]
+    if reaction.moved_on is not None:
+        stage = workflow.stage_label(reaction.moved_on.stage)
+        said.append((messages.SUCCESS, _("Moved to %(stage)s.") % {"stage": stage}))
+    elif reaction.stays_because:
+        said.append((messages.WARNING, reaction.stays_because))
+    return said
 
 
 @worker_required
@@ -186,10 +250,12 @@ def no_change(request, pk: int):
         request,
         pk,
         forms.NoChangeForm(request.POST),
-        lambda data: conversation_services.record_no_change(
+        lambda data: reaction_services.record_no_change(
             pk, actor=request.user, reason=data["reason"]
         ),
-        lambda _event: _("Recorded that no product change is needed in this cycle."),
+        lambda reaction: reaction_messages(
+            reaction, _("Recorded that no product change is needed in this cycle.")
+        ),
     )
 
 
@@ -199,27 +265,27 @@ def create_ticket(request, pk: int):
         request,
         pk,
         forms.CreateTicketForm(request.POST),
-        lambda data: feedback_services.create_ticket(
-            actor=request.user, conversation_id=pk, **data
-        ),
-        lambda ticket: (
+        lambda data: reaction_services.create_ticket(pk, actor=request.user, **data),
+        lambda reaction: reaction_messages(
+            reaction,
             _("Ticket “%(title)s” created with this conversation as evidence.")
-            % {"title": ticket.title}
+            % {"title": reaction.result.title},
         ),
     )
 
 
 @worker_required
 def link_ticket(request, pk: int):
-    form = forms.LinkTicketForm(request.POST, tickets=queries.tickets_for_linking())
     return act(
         request,
         pk,
-        form,
-        lambda data: feedback_services.link_evidence(
+        LinkTicketForm.from_post(request.POST),
+        lambda data: reaction_services.link_evidence(
             data["ticket"], pk, actor=request.user, quote=data["quote"]
         ),
-        lambda link: _("Linked to ticket “%(title)s”.") % {"title": link.ticket.title},
+        lambda reaction: reaction_messages(
+            reaction, _("Linked to ticket “%(title)s”.") % {"title": reaction.result.ticket.title}
+        ),
     )
 
 
@@ -329,6 +395,9 @@ urlpatterns = [
     path("conversations/<int:pk>/no-change/", no_change, name="conversation_no_change"),
     path("conversations/<int:pk>/tickets/new/", create_ticket, name="conversation_create_ticket"),
     path("conversations/<int:pk>/tickets/link/", link_ticket, name="conversation_link_ticket"),
+    path(
+        "conversations/<int:pk>/tickets/search/", ticket_search, name="conversation_ticket_search"
+    ),
     path("conversations/<int:pk>/priority/", priority, name="conversation_priority"),
     path("conversations/<int:pk>/state/", state, name="conversation_state"),
     path("conversations/<int:pk>/tags/", tags, name="conversation_tags"),

@@ -6,6 +6,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from engage.services import conversations as conversation_services
+from engage.services import feedback as feedback_services
 from tests import factories
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -74,7 +75,9 @@ def test_a_manager_takes_a_conversation_through_all_four_steps(manager_page: Pag
     feedback.get_by_label("Why no product change is needed").fill("The answer settled it.")
     feedback.get_by_role("button", name="Record").click()
     expect_message(page, "Recorded that no product change is needed in this cycle.")
-    move_to(page, "Sell")
+    # The reaction moves the cycle on by itself.
+    expect_message(page, "Moved to sell.")
+    expect(current_step(page)).to_contain_text("Sell")
 
     for done in ("Listen", "Interact", "React"):
         expect(step(page, done)).to_have_class(re.compile(r"\bdone\b"))
@@ -96,8 +99,40 @@ def test_a_ticket_created_from_the_page_lets_the_conversation_reach_sell(
     feedback.get_by_role("button", name="Create ticket").click()
 
     expect_message(page, "Ticket “Milk frother stops after a month” created")
+    expect_message(page, "Moved to sell.")
     expect(feedback).to_contain_text("Milk frother stops after a month")
-    move_to(page, "Sell")
+    expect(current_step(page)).to_contain_text("Sell")
+
+
+def test_a_manager_finds_a_ticket_as_they_type_and_links_it_with_one_click(
+    manager_page: Page, manager
+):
+    frother = feedback_services.create_ticket(actor=manager, title="Milk frother stops working")
+    feedback_services.create_ticket(actor=manager, title="Quieter grinder")
+    conversation = in_react(manager)
+    page = manager_page
+    page.goto(f"/conversations/{conversation.pk}/")
+    feedback = page.get_by_role("region", name="Product feedback")
+
+    # Suggested at once: the conversation is about the milk frother.
+    similar = feedback.locator(".similar-tickets")
+    expect(similar).to_contain_text(f"#{frother.pk} Milk frother stops working")
+    expect(similar).not_to_contain_text("Quieter grinder")
+    expect(similar.get_by_label("Quote")).to_have_value("The milk frother stopped working")
+
+    # Searching lists the matches in place (htmx), without leaving the page.
+    feedback.get_by_text("Link to an existing ticket").click()
+    feedback.get_by_label("Search tickets").fill("grinder")
+    results = feedback.locator("#ticket-results")
+    expect(results).to_contain_text("Quieter grinder")
+    expect(results).not_to_contain_text("Milk frother")
+    assert "ticket_q" not in page.url
+
+    similar.get_by_label("Quote").fill("stopped working after a month")
+    similar.get_by_role("button", name="Link with this quote").click()
+    expect_message(page, "Linked to ticket “Milk frother stops working”.")
+    expect_message(page, "Moved to sell.")
+    expect(feedback.locator("ul.links")).to_contain_text("stopped working after a month")
 
 
 def test_moving_on_without_an_assignee_is_refused_with_the_reason(manager_page: Page):

@@ -77,7 +77,8 @@ def test_claim_next_opens_the_most_urgent_unassigned_conversation(manager_page: 
     expect(
         page.get_by_role("status").filter(has_text=f"You claimed conversation #{urgent.pk}.")
     ).to_be_visible()
-    expect(page.get_by_text("The boiler is leaking water!")).to_be_visible()
+    thread = page.get_by_role("region", name="Thread")
+    expect(thread.get_by_text("The boiler is leaking water!")).to_be_visible()
     assignment = page.get_by_role("region", name="Assignment and state")
     expect(assignment).to_contain_text(re.compile(r"Assignee\s*manager\b"))
 
