@@ -30,7 +30,7 @@ from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
-from engage.models import Conversation  # noqa: E402
+from engage.models import Conversation, FeedbackTicket  # noqa: E402
 
 NEXT = re.compile(r'<a href="([^"]*)" rel="next">')
 
@@ -60,6 +60,7 @@ def main() -> None:
     client.force_login(user)
     total = Conversation.objects.count()
     busy = Conversation.objects.order_by("-id").values_list("pk", flat=True).first()
+    ticket = FeedbackTicket.objects.order_by("id").values_list("pk", flat=True).first()
 
     # Walk 20 pages deep by the page's own "Next page" link, then time that page.
     deep = "/queue/"
@@ -78,6 +79,8 @@ def main() -> None:
         "queue 20 pages deep": deep,
         "conversation page": f"/conversations/{busy}/",
         "saved replies": "/saved-replies/",
+        "feedback board": "/feedback/",
+        "ticket page": f"/feedback/{ticket}/" if ticket else "/feedback/",
     }
     print(f"{connection.vendor}, {total:,} conversations, {args.runs} runs each, user {user}")
     print(f"{'page':40} {'median ms':>10} {'p95 ms':>8} {'queries':>8} {'status':>7}")
