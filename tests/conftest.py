@@ -1,6 +1,8 @@
+import django_rq
 import pytest
 from django.conf import settings
 from django.utils import translation
+from rq import SimpleWorker
 
 from engage.choices import Role
 from tests import factories
@@ -48,3 +50,29 @@ def _english_by_default():
     """LocaleMiddleware leaves the last request's language active in the test thread."""
     yield
     translation.activate(settings.LANGUAGE_CODE)
+
+
+def _empty(queue) -> None:
+    """Empty the queue and its failed jobs: a test that makes a job fail on purpose must not
+    leave it behind for a later run against the same Redis database."""
+    queue.empty()
+    failed = queue.failed_job_registry
+    for job_id in failed.get_job_ids():
+        failed.remove(job_id, delete_job=True)
+
+
+@pytest.fixture
+def queue():
+    """The default job queue, empty: Redis when REDIS_URL is set, else the in-process one."""
+    queue = django_rq.get_queue("default")
+    if queue.is_async:  # the in-process fallback keeps nothing to empty
+        _empty(queue)
+    yield queue
+    if queue.is_async:
+        _empty(queue)
+
+
+def work(queue) -> None:
+    """Run every queued job in this process (jobs ran inline already when there is no Redis)."""
+    if queue.is_async:
+        SimpleWorker([queue], connection=queue.connection).work(burst=True)

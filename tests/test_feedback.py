@@ -14,6 +14,7 @@ from engage.models import Conversation, Event, FeedbackLink, FeedbackTicket, Not
 from engage.services import conversations as conversation_services
 from engage.services import feedback as feedback_services
 from tests import factories
+from tests.conftest import work
 from tests.test_concurrency import run_in_threads
 
 pytestmark = pytest.mark.django_db
@@ -105,7 +106,7 @@ def test_two_conversations_of_one_person_count_once_after_a_merge(manager, produ
 
 
 def test_untold_evidence_moved_onto_a_shipped_ticket_gets_a_follow_up_with_the_note(
-    manager, product, django_capture_on_commit_callbacks
+    manager, product, django_capture_on_commit_callbacks, queue
 ):
     waiting = assigned_conversation(manager)
     already = assigned_conversation(manager)
@@ -118,6 +119,7 @@ def test_untold_evidence_moved_onto_a_shipped_ticket_gets_a_follow_up_with_the_n
 
     with django_capture_on_commit_callbacks(execute=True):
         feedback_services.merge_tickets(duplicate.pk, kept.pk, actor=product)
+    work(queue)
 
     assert fresh(waiting).needs_follow_up
     flagged = Event.objects.get(conversation=waiting, kind=EventKind.FOLLOW_UP_FLAGGED)

@@ -2,9 +2,7 @@
 
 import os
 
-import django_rq
 import pytest
-from rq import SimpleWorker
 
 from engage import tasks
 from engage.choices import TicketStatus
@@ -12,33 +10,9 @@ from engage.models import Notification
 from engage.services import conversations as cs
 from engage.services import feedback as fs
 from tests import factories
+from tests.conftest import work
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _empty(queue) -> None:
-    """Empty the queue and its failed jobs: a test that makes a job fail on purpose must not
-    leave it behind for a later run against the same Redis database."""
-    queue.empty()
-    failed = queue.failed_job_registry
-    for job_id in failed.get_job_ids():
-        failed.remove(job_id, delete_job=True)
-
-
-@pytest.fixture
-def queue(settings):
-    queue = django_rq.get_queue("default")
-    if queue.is_async:  # the in-process fallback keeps nothing to empty
-        _empty(queue)
-    yield queue
-    if queue.is_async:
-        _empty(queue)
-
-
-def work(queue) -> None:
-    """Run every queued job in this process (jobs inline already when there is no Redis)."""
-    if queue.is_async:
-        SimpleWorker([queue], connection=queue.connection).work(burst=True)
 
 
 def test_shipping_enqueues_one_notification_per_assignee_and_a_rerun_adds_none(queue):
