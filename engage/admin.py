@@ -27,7 +27,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from engage import queries
-from engage.choices import CLOSED_TICKET_STATUSES, Priority, Role, State, TicketStatus
+from engage.choices import CLOSED_TICKET_STATUSES, Priority, Role, TicketStatus
 from engage.errors import EngageError
 from engage.models import (
     ApiToken,
@@ -42,6 +42,7 @@ from engage.models import (
     Source,
     Tag,
 )
+from engage.services import bulk as bulk_services
 from engage.services import conversations as conversation_services
 from engage.services import feedback as feedback_services
 from engage.services import tokens as token_services
@@ -142,6 +143,10 @@ class ServiceAdmin(admin.ModelAdmin):
                 failed.append((pk, _error_text(error)))
             else:
                 succeeded.append(pk)
+        self.report(request, succeeded, failed, done)
+
+    def report(self, request, succeeded: list[int], failed: list[tuple[int, str]], done: str):
+        """One message for the rows done (`done` has %(ids)s), one per refusal with its row."""
         if succeeded:
             ids_text = ", ".join(f"#{pk}" for pk in succeeded)
             self.message_user(request, done % {"ids": ids_text}, messages.SUCCESS)
@@ -521,48 +526,66 @@ class ConversationAdmin(ServiceAdmin):
                 lambda: conversation_services.set_priority(obj.pk, key, actor=request.user),
             )
 
+    def run_bulk(self, request, queryset, action, done: str) -> None:
+        """The queue's bulk actions (engage.services.bulk) on the selected conversations:
+        each row its own transaction, every refusal reported with its row."""
+        # One more than the limit, so that bulk refuses an over-large selection by name.
+        limit = bulk_services.limit()
+        ids = list(queryset.order_by("pk").values_list("pk", flat=True)[: limit + 1])
+        try:
+            outcomes = bulk_services.apply(ids, action(), actor=request.user)
+        except (EngageError, PermissionDenied) as error:
+            self.message_user(request, _error_text(error), messages.ERROR)
+            return
+        self.report(
+            request,
+            [outcome.conversation_id for outcome in outcomes if outcome.ok],
+            [(outcome.conversation_id, outcome.message) for outcome in outcomes if not outcome.ok],
+            done,
+        )
+
     @admin.action(description=_("Assign to me"), permissions=["change"])
     def assign_to_me(self, request, queryset):
-        self.run_per_row(
+        self.run_bulk(
             request,
             queryset,
-            lambda pk: conversation_services.assign(pk, request.user, actor=request.user),
+            lambda: bulk_services.assign(request.user),
             _("Assigned to you: %(ids)s."),
         )
 
     @admin.action(description=_("Unassign"), permissions=["change"])
     def unassign(self, request, queryset):
-        self.run_per_row(
+        self.run_bulk(
             request,
             queryset,
-            lambda pk: conversation_services.assign(pk, None, actor=request.user),
+            lambda: bulk_services.assign(None),
             _("Unassigned: %(ids)s."),
         )
 
     @admin.action(description=_("Advance one step"), permissions=["change"])
     def advance_one_step(self, request, queryset):
-        self.run_per_row(
+        self.run_bulk(
             request,
             queryset,
-            lambda pk: conversation_services.advance(pk, actor=request.user),
+            lambda: bulk_services.advance(),
             _("Moved one step on: %(ids)s."),
         )
 
     @admin.action(description=_("Close"), permissions=["change"])
     def close(self, request, queryset):
-        self.run_per_row(
+        self.run_bulk(
             request,
             queryset,
-            lambda pk: conversation_services.set_state(pk, State.CLOSED, actor=request.user),
+            lambda: bulk_services.close(),
             _("Closed: %(ids)s."),
         )
 
     @admin.action(description=_("Reopen"), permissions=["change"])
     def reopen(self, request, queryset):
-        self.run_per_row(
+        self.run_bulk(
             request,
             queryset,
-            lambda pk: conversation_services.set_state(pk, State.OPEN, actor=request.user),
+            lambda: bulk_services.reopen(),
             _("Reopened: %(ids)s."),
         )
 
