@@ -172,7 +172,8 @@ def _create(source: Source, item: Item, actor) -> Conversation:
     return conversation
 
 
-def _lock(conversation_id: int) -> Conversation:
+def lock_conversation(conversation_id: int) -> Conversation:
+    """Lock the conversation's row for this transaction; InvalidInput if it does not exist."""
     try:
         return Conversation.objects.select_for_update().get(pk=conversation_id)
     except Conversation.DoesNotExist:
@@ -214,7 +215,7 @@ def advance(
     VersionConflict (the caller saw an older version), PermissionDenied.
     """
     permissions.require_work(actor)
-    conversation = _lock(conversation_id)
+    conversation = lock_conversation(conversation_id)
     target = workflow.check_advance(
         cycle_facts(conversation), to=to, expected_version=expected_version
     )
@@ -231,7 +232,7 @@ def restart(
 ) -> Conversation:
     """Go back to listen from any stage, starting the next cycle. A reason is required."""
     permissions.require_work(actor)
-    conversation = _lock(conversation_id)
+    conversation = lock_conversation(conversation_id)
     workflow.check_restart(
         cycle_facts(conversation), reason=reason, expected_version=expected_version
     )
@@ -260,7 +261,7 @@ def assign(
     permissions.require_work(actor)
     if assignee is not None:
         _check_assignable(assignee)
-    conversation = _lock(conversation_id)
+    conversation = lock_conversation(conversation_id)
     workflow.check_version(conversation.version, expected_version)
     if conversation.assignee_id == (assignee.pk if assignee else None):
         return conversation
@@ -335,7 +336,7 @@ def log_reply(
     permissions.require_work(actor)
     if not text or not text.strip():
         raise InvalidInput(_("A reply needs its text."), field="text")
-    conversation = _lock(conversation_id)
+    conversation = lock_conversation(conversation_id)
     now = timezone.now()
     message = Message.objects.create(
         conversation=conversation,
@@ -405,7 +406,7 @@ def add_note(conversation_id: int, *, actor, text: str) -> Note:
     permissions.require_work(actor)
     if not text or not text.strip():
         raise InvalidInput(_("A note needs its text."), field="text")
-    conversation = _lock(conversation_id)
+    conversation = lock_conversation(conversation_id)
     note = Note.objects.create(conversation=conversation, author=actor, text=text.strip())
     mentioned = mentioned_users(note.text, author=actor)
     excerpt = note.text if len(note.text) <= 120 else note.text[:119] + "…"
@@ -437,7 +438,7 @@ def record_no_change(conversation_id: int, *, actor, reason: str) -> Event:
     permissions.require_work(actor)
     if not reason or not reason.strip():
         raise InvalidInput(_("Say why no product change is needed."), field="reason")
-    conversation = _lock(conversation_id)
+    conversation = lock_conversation(conversation_id)
     if conversation.stage != Stage.REACT:
         raise TransitionNotAllowed(
             _("“No product change needed” is decided in react: this conversation is in %(stage)s.")
@@ -466,7 +467,7 @@ def set_priority(
             % {"priority": priority},
             field="priority",
         ) from None
-    conversation = _lock(conversation_id)
+    conversation = lock_conversation(conversation_id)
     workflow.check_version(conversation.version, expected_version)
     if conversation.priority == value:
         return conversation
@@ -502,7 +503,7 @@ def set_state(
         raise InvalidInput(_("“%(state)s” is not a state.") % {"state": state}, field="state")
     if state == State.SNOOZED and (snoozed_until is None or snoozed_until <= timezone.now()):
         raise InvalidInput(_("Snooze until a time in the future."), field="snoozed_until")
-    conversation = _lock(conversation_id)
+    conversation = lock_conversation(conversation_id)
     workflow.check_version(conversation.version, expected_version)
     if conversation.merged_into_id is not None and state != State.CLOSED:
         raise Conflict(

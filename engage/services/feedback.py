@@ -12,6 +12,7 @@ from engage import history, permissions, tasks
 from engage.choices import CLOSED_TICKET_STATUSES, EventKind, State, TicketStatus
 from engage.errors import Conflict, InvalidInput
 from engage.models import Conversation, Event, FeedbackLink, FeedbackTicket
+from engage.services.conversations import lock_conversation
 
 User = get_user_model()
 
@@ -45,15 +46,6 @@ def _status_note(ticket: FeedbackTicket) -> str:
         .first()
     )
     return event.reason if event is not None else ""
-
-
-def _lock_conversation(conversation_id: int) -> Conversation:
-    try:
-        return Conversation.objects.select_for_update().get(pk=conversation_id)
-    except Conversation.DoesNotExist:
-        raise InvalidInput(
-            _("Conversation %(id)s does not exist.") % {"id": conversation_id}, field="conversation"
-        ) from None
 
 
 @transaction.atomic
@@ -101,7 +93,7 @@ def link_evidence(ticket_id: int, conversation_id: int, *, actor, quote: str) ->
 def _link(ticket: FeedbackTicket, conversation_id: int, *, quote: str, actor) -> FeedbackLink:
     if not quote or not quote.strip():
         raise InvalidInput(_("Quote the words that show the need."), field="quote")
-    conversation = _lock_conversation(conversation_id)
+    conversation = lock_conversation(conversation_id)
     try:
         with transaction.atomic():
             link = FeedbackLink.objects.create(

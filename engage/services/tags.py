@@ -8,7 +8,8 @@ from django.utils.translation import gettext as _
 from engage import history, permissions
 from engage.choices import EventKind
 from engage.errors import InvalidInput
-from engage.models import Conversation, Tag
+from engage.models import Tag
+from engage.services.conversations import lock_conversation
 
 MAX_LENGTH = Tag._meta.get_field("name").max_length
 
@@ -36,15 +37,6 @@ def clean_tag_names(names) -> list[str]:
     return cleaned
 
 
-def _lock(conversation_id: int) -> Conversation:
-    try:
-        return Conversation.objects.select_for_update().get(pk=conversation_id)
-    except Conversation.DoesNotExist:
-        raise InvalidInput(
-            _("Conversation %(id)s does not exist.") % {"id": conversation_id}, field="conversation"
-        ) from None
-
-
 @transaction.atomic
 def change_tags(conversation_id: int, *, actor, add=(), remove=()) -> list[str]:
     """Add and remove tags on one conversation; return its tags afterwards.
@@ -54,7 +46,7 @@ def change_tags(conversation_id: int, *, actor, add=(), remove=()) -> list[str]:
     """
     permissions.require_work(actor)
     add, remove = clean_tag_names(add), clean_tag_names(remove)
-    conversation = _lock(conversation_id)
+    conversation = lock_conversation(conversation_id)
     current = set(conversation.tags.values_list("name", flat=True))
     added = [name for name in add if name not in current and name not in remove]
     removed = [name for name in remove if name in current]
