@@ -240,3 +240,25 @@ ENGAGE_STAGE_COUNT_CAP = 1000
 ENGAGE_STAGE_COUNT_TIMEOUT_MS = 300
 # The most conversations one bulk action may change.
 ENGAGE_BULK_LIMIT = 200
+
+# Listening (issue 5).
+# Feeds are fetched only from public addresses: a host named here may also resolve to a
+# private, loopback or link-local address (an intranet forum; the tests' local server).
+ENGAGE_FEED_ALLOWED_HOSTS = env_list("ENGAGE_FEED_ALLOWED_HOSTS", [])
+ENGAGE_FEED_TIMEOUT_SECONDS = float(os.environ.get("ENGAGE_FEED_TIMEOUT_SECONDS", "10"))
+ENGAGE_FEED_MAX_BYTES = int(os.environ.get("ENGAGE_FEED_MAX_BYTES", str(5 * 1024 * 1024)))
+ENGAGE_FEED_MAX_REDIRECTS = 5
+# Minutes between two polls of a feed unless the source says otherwise.
+ENGAGE_FEED_INTERVAL_MINUTES = 15
+# The push API's and the import's largest batch.
+ENGAGE_INGEST_BATCH_LIMIT = 1000
+# The same person posting the same text on the same source within this many minutes is
+# kept as one conversation (the duplicate is recorded on it).
+ENGAGE_DUPLICATE_WINDOW_MINUTES = int(os.environ.get("ENGAGE_DUPLICATE_WINDOW_MINUTES", "10"))
+# A new negative message on a conversation past listen restarts it at listen.
+ENGAGE_RESTART_ON_NEGATIVE = env_bool("ENGAGE_RESTART_ON_NEGATIVE", True)
+# Round-robin assignment: the most open conversations a community manager who is marked
+# available is given (each person's own cap, set in the admin, wins).
+ENGAGE_ROUND_ROBIN_CAP = int(os.environ.get("ENGAGE_ROUND_ROBIN_CAP", "25"))
+# An ingest batch of 1,000 posts with long texts is larger than Django's 2.5 MB default.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024

@@ -16,7 +16,7 @@ Every error is JSON `{"detail": ...}`:
 import logging
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from django.conf import settings
 from django.core.exceptions import (
@@ -43,14 +43,18 @@ from engage.choices import (
     EventKind,
     Priority,
     Sentiment,
+    SourceKind,
     Stage,
     State,
     TicketStatus,
 )
 from engage.errors import Conflict, EngageError, InvalidInput, TransitionNotAllowed, VersionConflict
-from engage.models import Conversation, Event, FeedbackLink, FeedbackTicket, Message, Note
+from engage.items import ItemInvalid, parse_item
+from engage.models import Conversation, Event, FeedbackLink, FeedbackTicket, Message, Note, Source
 from engage.services import conversations as conversation_services
 from engage.services import feedback as feedback_services
+from engage.services import ingest as ingest_services
+from engage.services import sources as source_services
 from engage.services import tokens
 
 log = logging.getLogger(__name__)
@@ -703,6 +707,73 @@ def create_conversation(request, payload: ItemIn):
     return Status(201 if created else 200, _current(conversation.pk))
 
 
+class IngestIn(Schema):
+    """A batch of items. Each is checked on its own: one bad item never rejects the others."""
+
+    items: list[Any] = Field(
+        min_length=1,
+        max_length=settings.ENGAGE_INGEST_BATCH_LIMIT,
+        description="Up to 1,000 items: source, external_id, channel, author {handle, name, "
+        "url}, text, url, created_at, in_reply_to, direction (inbound|outbound), priority.",
+    )
+
+
+class FieldErrorOut(Schema):
+    field: str
+    message: str
+
+
+class IngestResult(Schema):
+    index: int
+    status: Literal["created", "known", "error"]
+    conversation: int | None = Field(
+        None, description="Absent for errors, and for our reply that waits for its parent."
+    )
+    duplicate: bool | None = Field(
+        None, description="Present (true) when kept as the same person's same text again."
+    )
+    errors: list[FieldErrorOut] | None = None
+
+
+class IngestOut(Schema):
+    results: list[IngestResult]
+
+
+@api.post(
+    "/ingest",
+    response={200: IngestOut, **ERRORS},
+    tags=["listening"],
+    exclude_none=True,
+)
+def ingest(request, payload: IngestIn):
+    """Store a batch of messages: one result per item, in order. "created" is new, "known"
+    was already stored (or is the same person's same text again, `duplicate`), "error"
+    lists what is wrong with that item, by field. Stored items are committed before the
+    answer, even when the job queue is down."""
+    permissions.require_work(request.auth)
+    results: list[dict] = [{} for _item in payload.items]
+    valid, positions = [], []
+    for index, raw in enumerate(payload.items):
+        try:
+            valid.append(parse_item(raw))
+            positions.append(index)
+        except ItemInvalid as invalid:
+            results[index] = {
+                "index": index,
+                "status": "error",
+                "errors": [{"field": e.field, "message": e.message} for e in invalid.errors],
+            }
+    outcomes = ingest_services.ingest(valid, actor=request.auth, kind=SourceKind.API)
+    for index, outcome in zip(positions, outcomes, strict=True):
+        result = {"index": index, "status": outcome.status, "conversation": outcome.conversation}
+        if outcome.duplicate:
+            result["duplicate"] = True
+        if outcome.errors:
+            result["errors"] = [{"field": e.field, "message": e.message} for e in outcome.errors]
+        results[index] = result
+    return {"results": results}
+
+
 @api.get(
     "/conversations/{conversation_id}",
     response={200: ConversationDetail, **ERRORS},
@@ -853,6 +924,154 @@ def set_state(request, conversation_id: int, payload: StateIn):
             expected_version=payload.version,
         )
     return _current(conversation_id)
+
+
+# Sources ----------------------------------------------------------------------------------
+# Where conversations come from, and how each feed's polling goes. Everyone with a role reads
+# them; only staff add, change, pause, remove, restore and poll (engage.services.sources).
+
+
+class SourceOut(Schema):
+    id: int
+    name: str
+    kind: SourceKind
+    channel: Channel
+    url: str = Field(description="The feed's address; empty for API and file sources.")
+    keywords: str = Field(description="Comma-separated brand terms; empty keeps every entry.")
+    poll_interval_minutes: int
+    is_active: bool = Field(description="False while paused (and once removed): not polled.")
+    created_at: datetime
+    removed_at: datetime | None
+    last_polled_at: datetime | None
+    last_success_at: datetime | None
+    last_error: str = Field(
+        description="The last poll's failure, or the warnings (skipped entries) of a success "
+        "when `last_error_at` is not after `last_success_at`."
+    )
+    last_error_at: datetime | None
+    failures: int = Field(description="Failed polls in a row: above 0 the feed is failing.")
+    items_added_last: int = Field(description="New conversations from the last poll.")
+    items_added_total: int
+    next_poll_at: datetime | None
+
+
+class SourceList(Schema):
+    items: list[SourceOut]
+
+
+class SourceFilters(Schema):
+    removed: bool = Field(False, description="Include the removed sources.")
+
+
+PollInterval = Annotated[int, Field(ge=1, le=7 * 24 * 60)]
+
+
+class SourceIn(Input):
+    """A new RSS or Atom feed, polled from now on."""
+
+    name: Text(200, required=True)
+    url: Url = Field(description="An http:// or https:// address of an RSS or Atom feed.")
+    channel: Channel = Channel.BLOG
+    keywords: Text(500) = Field("", description="Comma-separated brand terms to keep.")
+    poll_interval_minutes: PollInterval = 15
+
+
+class SourcePatch(Input):
+    """Only the fields sent change; `is_active` pauses (false) or resumes (true)."""
+
+    name: Text(200, required=True) | None = None
+    url: Url | None = None
+    channel: Channel | None = None
+    keywords: Text(500) | None = None
+    poll_interval_minutes: PollInterval | None = None
+    is_active: bool | None = None
+
+
+def _source(source: Source) -> dict:
+    return {name: getattr(source, name) for name in SourceOut.model_fields}
+
+
+def _source_or_404(source_id: int) -> Source:
+    source = Source.objects.filter(pk=source_id).first()
+    if source is None:
+        raise Http404(_("Source %(id)s does not exist.") % {"id": source_id})
+    return source
+
+
+def _staff(request: HttpRequest) -> None:
+    """Writes on sources are for staff: anyone else is refused before the id is looked up."""
+    permissions.require(permissions.is_staff(request.auth), _("Only staff can change sources."))
+
+
+@api.get("/sources", response={200: SourceList, **ERRORS}, tags=["sources"])
+def list_sources(request, filters: Query[SourceFilters]):
+    """Every source in use, by name, with its polling health; `removed=true` adds the removed."""
+    _viewer(request)
+    sources = Source.objects.order_by("name")
+    if not filters.removed:
+        sources = sources.filter(removed_at__isnull=True)
+    return {"items": [_source(source) for source in sources]}
+
+
+@api.post("/sources", response={201: SourceOut, **ERRORS}, tags=["sources"])
+def add_source(request, payload: SourceIn):
+    """Add an RSS or Atom feed (staff only). It is due at once: polled within a minute."""
+    _staff(request)
+    source = source_services.add_feed(actor=request.auth, **payload.model_dump())
+    return Status(201, _source(source))
+
+
+@api.get("/sources/{source_id}", response={200: SourceOut, **ERRORS}, tags=["sources"])
+def get_source(request, source_id: int):
+    """One source, removed or not, with its polling health."""
+    _viewer(request)
+    return _source(_source_or_404(source_id))
+
+
+@api.patch("/sources/{source_id}", response={200: SourceOut, **ERRORS}, tags=["sources"])
+def update_source(request, source_id: int, payload: SourcePatch):
+    """Change a source (staff only); `is_active` pauses or resumes it. All the changes sent
+    happen in one transaction, or none does. A new `url` is polled at once."""
+    _staff(request)
+    changes = {name: getattr(payload, name) for name in payload.model_fields_set}
+    for name, value in changes.items():
+        if value is None:
+            raise InvalidInput(_("This field cannot be null."), field=name)
+    active = changes.pop("is_active", None)
+    with transaction.atomic():
+        source = _source_or_404(source_id)
+        if changes:
+            source = source_services.update_source(source_id, actor=request.auth, **changes)
+        # Resuming also retries a failing feed at once: only when it really was paused.
+        if active is not None and active != source.is_active:
+            source = source_services.set_active(source_id, actor=request.auth, active=active)
+    return _source(source)
+
+
+@api.delete("/sources/{source_id}", response={200: SourceOut, **ERRORS}, tags=["sources"])
+def remove_source(request, source_id: int):
+    """Remove a source (staff only): no longer polled or listed; its conversations stay."""
+    _staff(request)
+    _source_or_404(source_id)
+    return _source(source_services.remove(source_id, actor=request.auth))
+
+
+@api.post("/sources/{source_id}/restore", response={200: SourceOut, **ERRORS}, tags=["sources"])
+def restore_source(request, source_id: int):
+    """Put a removed source back on the list (staff only). It stays paused until resumed."""
+    _staff(request)
+    _source_or_404(source_id)
+    return _source(source_services.restore(source_id, actor=request.auth))
+
+
+@api.post("/sources/{source_id}/poll", response={202: SourceOut, **ERRORS}, tags=["sources"])
+def poll_source(request, source_id: int):
+    """Poll a feed now (staff only): 202, the poll runs as a job; read the source again for
+    its outcome. 422 for a source that is not a feed."""
+    _staff(request)
+    _source_or_404(source_id)
+    source = source_services.poll_now(source_id, actor=request.auth)
+    return Status(202, _source(source))
 
 
 # Feedback ---------------------------------------------------------------------------------

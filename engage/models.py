@@ -33,6 +33,21 @@ class Source(models.Model):
     )
     is_active = models.BooleanField(_("active"), default=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    # Removing a source keeps its conversations: it only disappears from the list.
+    removed_at = models.DateTimeField(_("removed"), null=True, blank=True)
+
+    # Feed polling: how often, what the server said last time, and how it went.
+    poll_interval_minutes = models.PositiveIntegerField(_("poll every (minutes)"), default=15)
+    next_poll_at = models.DateTimeField(_("next poll"), null=True, blank=True)
+    etag = models.CharField(max_length=500, blank=True)
+    last_modified = models.CharField(max_length=100, blank=True)
+    last_polled_at = models.DateTimeField(_("last polled"), null=True, blank=True)
+    last_success_at = models.DateTimeField(_("last success"), null=True, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+    last_error_at = models.DateTimeField(_("last error at"), null=True, blank=True)
+    failures = models.PositiveIntegerField(_("failures in a row"), default=0)
+    items_added_last = models.PositiveIntegerField(_("items added by the last poll"), default=0)
+    items_added_total = models.PositiveBigIntegerField(_("items added in all"), default=0)
 
     class Meta:
         ordering = ["name"]
@@ -44,6 +59,12 @@ class Source(models.Model):
             ),
             models.CheckConstraint(
                 condition=_in_choices("kind", SourceKind), name="source_kind_valid"
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind=SourceKind.FEED) | ~Q(url=""), name="source_feed_has_url"
+            ),
+            models.CheckConstraint(
+                condition=Q(poll_interval_minutes__gte=1), name="source_poll_interval_positive"
             ),
         ]
 
@@ -239,15 +260,38 @@ class Conversation(models.Model):
 class Message(models.Model):
     """One entry of a thread: the person's (inbound) or our logged reply (outbound)."""
 
+    # NULL only for our own reply that arrived before the message it answers: it waits,
+    # invisible, and joins that message's conversation when it comes.
     conversation = models.ForeignKey(
         Conversation,
         on_delete=models.CASCADE,
         related_name="messages",
         verbose_name=_("conversation"),
+        null=True,
+        blank=True,
     )
     # Denormalised from the conversation so the database can guard (source, external id).
     source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="+")
     external_id = models.CharField(_("external id"), max_length=255, null=True, blank=True)
+    # The external id of the message this one answers, on the same source.
+    in_reply_to = models.CharField(_("in reply to"), max_length=255, blank=True)
+    # The same person's same text again within the window: kept, recorded, not a new thread.
+    duplicate_of = models.ForeignKey(
+        "self",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="duplicates",
+        verbose_name=_("duplicate of"),
+    )
+    # A short hash of the normalised text, for the duplicate check.
+    content_hash = models.CharField(max_length=16, blank=True)
+    language = models.CharField(_("language"), max_length=10, blank=True)
+    sentiment = models.CharField(
+        _("sentiment"), max_length=10, choices=Sentiment.choices, blank=True
+    )
+    # Set by the enrichment job; NULL means it is still to do (the sweeper looks for it).
+    enriched_at = models.DateTimeField(_("enriched"), null=True, blank=True)
     direction = models.CharField(_("direction"), max_length=10, choices=Direction.choices)
     author_handle = models.CharField(_("author handle"), max_length=200, blank=True)
     author_name = models.CharField(_("author name"), max_length=200, blank=True)
@@ -277,9 +321,40 @@ class Message(models.Model):
             models.CheckConstraint(
                 condition=_in_choices("direction", Direction), name="message_direction_valid"
             ),
+            # Only a reply may wait for the message it answers.
+            models.CheckConstraint(
+                condition=Q(conversation__isnull=False)
+                | (Q(direction=Direction.OUTBOUND) & ~Q(in_reply_to="")),
+                name="message_waiting_is_reply",
+            ),
+            models.CheckConstraint(
+                condition=Q(sentiment="") | _in_choices("sentiment", Sentiment),
+                name="message_sentiment_valid",
+            ),
+            models.CheckConstraint(
+                condition=~Q(duplicate_of=F("pk")), name="message_not_duplicate_of_itself"
+            ),
         ]
         indexes = [
             models.Index(fields=["conversation", "sent_at"], name="message_thread"),
+            # Threading: the replies that wait for (or already answer) a message.
+            models.Index(
+                fields=["source", "in_reply_to"],
+                name="message_in_reply_to",
+                condition=~Q(in_reply_to=""),
+            ),
+            # The duplicate check: same source, person and text.
+            models.Index(
+                fields=["source", "author_handle", "content_hash", "sent_at"],
+                name="message_same_text",
+                condition=Q(direction=Direction.INBOUND, duplicate_of__isnull=True),
+            ),
+            # The sweeper's work list stays tiny: only what is not enriched yet.
+            models.Index(
+                fields=["created_at"],
+                name="message_to_enrich",
+                condition=Q(enriched_at__isnull=True),
+            ),
             models.Index(
                 fields=["conversation", "cycle"],
                 name="message_replies",
@@ -580,3 +655,105 @@ class Presence(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} on {self.conversation_id}"
+
+
+class Team(models.Model):
+    """A group of community managers that routing rules can hand conversations to."""
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="teams", verbose_name=_("members")
+    )
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("team")
+        verbose_name_plural = _("teams")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Availability(models.Model):
+    """Whether a community manager takes new conversations by round robin, and how many."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="availability",
+        verbose_name=_("user"),
+    )
+    is_available = models.BooleanField(_("available for new conversations"), default=False)
+    # NULL: settings.ENGAGE_ROUND_ROBIN_CAP.
+    max_open = models.PositiveIntegerField(_("most open conversations"), null=True, blank=True)
+    # Round robin: the next conversation goes to whoever waited longest since their last.
+    last_assigned_at = models.DateTimeField(_("last given a conversation"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("availability")
+        verbose_name_plural = _("availability")
+
+    def __str__(self) -> str:
+        return f"{self.user} ({'available' if self.is_available else 'away'})"
+
+
+class RoutingRule(models.Model):
+    """Applied to each new conversation once its language is known, in `position` order.
+
+    A rule matches when every condition it sets matches (an empty condition matches all).
+    Every matching rule adds its tags; the first matching rule that sets a priority sets
+    it; the first that names an assignee or a team decides who gets the conversation.
+    """
+
+    name = models.CharField(_("name"), max_length=100)
+    position = models.PositiveIntegerField(_("position"), default=0)
+    is_active = models.BooleanField(_("active"), default=True)
+    source = models.ForeignKey(
+        Source, on_delete=models.CASCADE, null=True, blank=True, verbose_name=_("source")
+    )
+    channel = models.CharField(_("channel"), max_length=20, choices=Channel.choices, blank=True)
+    language = models.CharField(_("language"), max_length=10, blank=True)
+    keywords = models.CharField(
+        _("keywords"),
+        max_length=500,
+        blank=True,
+        help_text=_("Comma-separated; the rule matches when the text contains any of them."),
+    )
+    set_priority = models.PositiveSmallIntegerField(
+        _("set priority"), choices=Priority.choices, null=True, blank=True
+    )
+    add_tags = models.ManyToManyField(Tag, blank=True, verbose_name=_("add tags"))
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("assign to"),
+    )
+    team = models.ForeignKey(
+        Team, on_delete=models.SET_NULL, null=True, blank=True, verbose_name=_("or to a team")
+    )
+
+    class Meta:
+        ordering = ["position", "id"]
+        verbose_name = _("routing rule")
+        verbose_name_plural = _("routing rules")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(channel="") | _in_choices("channel", Channel),
+                name="routing_channel_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(set_priority__isnull=True) | _in_choices("set_priority", Priority),
+                name="routing_priority_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(assignee__isnull=True) | Q(team__isnull=True),
+                name="routing_assignee_or_team",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name

@@ -101,3 +101,35 @@ def test_concurrent_creates_of_one_item_store_it_once():
     assert sum(created for _conversation, created in results) == 1
     assert len({conversation.pk for conversation, _created in results}) == 1
     assert Conversation.objects.count() == 1
+
+
+def test_four_integrations_pushing_the_same_batch_at_once_store_each_item_once():
+    from engage.items import parse_item
+    from engage.models import Contact, Message
+    from engage.services.ingest import ingest
+
+    batch = [
+        parse_item(
+            {
+                "source": "race",
+                "external_id": str(n),
+                "channel": "twitter",
+                "author": {"handle": f"@p{n % 40}"},
+                "text": f"Post number {n}",
+                "in_reply_to": str(n - 1) if n % 5 else "",
+            }
+        )
+        for n in range(300)
+    ]
+
+    results = run_in_threads(4, lambda i: ingest(batch))
+
+    assert not [r for r in results if isinstance(r, Exception)]
+    assert Message.objects.count() == 300
+    assert Contact.objects.count() == 40
+    # Every caller learns the same conversation for each item, whoever stored it.
+    by_item = [{outcomes[n].conversation for outcomes in results} for n in range(300)]
+    assert all(len(ids) == 1 for ids in by_item)
+    # Each thread of five posts is one conversation.
+    assert Conversation.objects.count() == 60
+    assert Event.objects.filter(kind=EventKind.CREATED).count() == 60

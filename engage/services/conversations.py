@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -19,20 +19,18 @@ from engage.choices import (
     EventKind,
     Priority,
     Role,
-    SourceKind,
     Stage,
     State,
 )
 from engage.errors import Conflict, InvalidInput, TransitionNotAllowed
+from engage.items import IncomingItem
 from engage.models import (
-    Contact,
     Conversation,
     Event,
     FeedbackLink,
     Message,
     Note,
     Notification,
-    Source,
 )
 
 User = get_user_model()
@@ -65,34 +63,6 @@ def first_response_due(received_at: datetime, priority: int) -> datetime:
     return received_at + timedelta(hours=hours)
 
 
-def _source_for(name: str, channel: str) -> Source:
-    source = Source.objects.filter(name=name).first()
-    if source is not None:
-        return source
-    try:
-        with transaction.atomic():
-            return Source.objects.create(name=name, channel=channel, kind=SourceKind.API)
-    except IntegrityError:
-        # Someone else created it between our read and our write.
-        return Source.objects.get(name=name)
-
-
-def _contact_for(channel: str, author: Author) -> Contact:
-    contact, created = Contact.objects.get_or_create(
-        channel=channel,
-        handle=author.handle,
-        defaults={"name": author.name, "profile_url": author.url},
-    )
-    if not created and (
-        (author.name and author.name != contact.name)
-        or (author.url and author.url != contact.profile_url)
-    ):
-        contact.name = author.name or contact.name
-        contact.profile_url = author.url or contact.profile_url
-        contact.save(update_fields=["name", "profile_url"])
-    return contact
-
-
 def _validate_item(item: Item) -> None:
     if item.channel not in Channel.values:
         raise InvalidInput(
@@ -119,57 +89,32 @@ def _validate_item(item: Item) -> None:
 def create_conversation(item: Item, *, actor=None) -> tuple[Conversation, bool]:
     """Store a conversation and its opening message, once per (source, external id).
 
-    Returns (conversation, created). A known (source, external id) returns the stored
-    conversation unchanged, even when two callers race: the database's unique
-    constraint decides, and the loser reads the winner's row.
+    Returns (conversation, created). The same path as every other way in
+    (engage.services.ingest): a known (source, external id), or the same person's same
+    text again within minutes, returns the stored conversation unchanged, even when two
+    callers race. Enrichment (language, sentiment, priority, routing) is queued.
     """
+    # Imported here: the ingest service builds on this module's first_response_due.
+    from engage.services.ingest import CREATED, ERROR, ingest
+
     permissions.require_work(actor)
     _validate_item(item)
-    source = _source_for(item.source.strip(), item.channel)
-    existing = Conversation.objects.filter(source=source, external_id=item.external_id).first()
-    if existing is not None:
-        return existing, False
-    try:
-        with transaction.atomic():
-            conversation = _create(source, item, actor)
-    except IntegrityError:
-        existing = Conversation.objects.filter(source=source, external_id=item.external_id).first()
-        if existing is None:
-            raise
-        return existing, False
-    return conversation, True
-
-
-def _create(source: Source, item: Item, actor) -> Conversation:
-    now = timezone.now()
-    received_at = item.created_at or now
-    priority = Priority.from_key(item.priority)
-    conversation = Conversation.objects.create(
-        source=source,
+    incoming = IncomingItem(
+        source=item.source.strip(),
         external_id=item.external_id,
         channel=item.channel,
-        contact=_contact_for(item.channel, item.author),
-        url=item.url,
-        text=item.text,
-        priority=priority,
-        received_at=received_at,
-        first_response_due_at=first_response_due(received_at, priority),
-        stage_entered_at=now,
-    )
-    Message.objects.create(
-        conversation=conversation,
-        source=source,
-        external_id=item.external_id,
-        direction=Direction.INBOUND,
         author_handle=item.author.handle,
         author_name=item.author.name,
+        author_url=item.author.url,
         text=item.text,
         url=item.url,
-        sent_at=received_at,
-        cycle=conversation.cycle,
+        created_at=item.created_at,
+        priority=item.priority,
     )
-    history.record(EventKind.CREATED, conversation=conversation, actor=actor)
-    return conversation
+    outcome = ingest([incoming], actor=actor)[0]
+    if outcome.status == ERROR:
+        raise InvalidInput(outcome.errors[0].message, field=outcome.errors[0].field)
+    return Conversation.objects.get(pk=outcome.conversation), outcome.status == CREATED
 
 
 def lock_conversation(conversation_id: int) -> Conversation:
