@@ -8,6 +8,7 @@ unique per (user, key), and a notice is emailed only by the run that created its
 """
 
 import logging
+from datetime import timedelta
 
 import django_rq
 from django.conf import settings
@@ -158,3 +159,57 @@ def notify_new_evidence(link_id: int) -> bool:
         conversation=link.conversation,
         ticket=link.ticket,
     )
+
+
+# Listening -------------------------------------------------------------------------------
+
+
+def enqueue_enrichment(message_ids: list[int]) -> None:
+    """Queue enrichment for stored messages. Called on commit, robustly: if Redis is down
+    the messages stay stored with `enriched_at` empty and the sweeper enriches them later."""
+    enqueue(enrich_messages, list(message_ids))
+
+
+def enrich_messages(message_ids: list[int]) -> int:
+    """Language, sentiment, priority, routing for these messages. Idempotent."""
+    from engage.services import enrichment
+
+    return enrichment.enrich(message_ids)
+
+
+def sweep_unenriched(older_than_seconds: int = 60, limit: int = 50_000) -> int:
+    """Enrich what was stored but never enriched (Redis was down, a worker died). Scheduled
+    every minute; the age threshold leaves fresh messages to their own job."""
+    from django.utils import timezone
+
+    from engage.models import Message
+    from engage.services import enrichment
+
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    ids = list(
+        Message.objects.filter(enriched_at__isnull=True, created_at__lt=cutoff)
+        .exclude(conversation__isnull=True)
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    done = 0
+    for start in range(0, len(ids), 500):
+        done += enrichment.enrich(ids[start : start + 500])
+    return done
+
+
+def poll_due_feeds() -> int:
+    """Queue a poll for each feed that is due. Scheduled every minute (engage/cron.py)."""
+    from engage.services import sources
+
+    due = sources.due_feeds()
+    for source_id in due:
+        enqueue(poll_feed, source_id)
+    return len(due)
+
+
+def poll_feed(source_id: int):
+    """Poll one feed. Two runs at once: one polls, the other returns (see sources.poll)."""
+    from engage.services import sources
+
+    return sources.poll(source_id)

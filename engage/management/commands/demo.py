@@ -55,6 +55,7 @@ from engage.models import (
 from engage.services import conversations as services
 from engage.services import feedback as feedback_services
 from engage.services.conversations import Author, Item, first_response_due
+from engage.services.ingest import content_hash
 
 User = get_user_model()
 
@@ -470,9 +471,17 @@ class Command(BaseCommand):
     def sources(self) -> dict[str, Source]:
         sources = {}
         for key, (name, channel, kind, url) in SOURCES.items():
+            # The demo's feeds live at example addresses: they are paused, so that a
+            # running scheduler does not record failures for them.
             sources[key], _created = Source.objects.get_or_create(
                 name=name,
-                defaults={"channel": channel, "kind": kind, "url": url, "keywords": KEYWORDS},
+                defaults={
+                    "channel": channel,
+                    "kind": kind,
+                    "url": url,
+                    "keywords": KEYWORDS,
+                    "is_active": kind != SourceKind.FEED,
+                },
             )
         return sources
 
@@ -540,10 +549,14 @@ class DemoLoader:
         )
 
     def enrich(self, conversation: Conversation, post: Post) -> None:
-        # Stands in for language and sentiment detection, which no service writes yet;
+        # The demo's language and sentiment are curated (the story needs them as they
+        # are), so its messages count as enriched and the enrichment job leaves them be;
         # tags are labels with no history of their own.
         Conversation.objects.filter(pk=conversation.pk).update(
             language=post.lang, sentiment=post.sentiment
+        )
+        Message.objects.filter(conversation=conversation).update(
+            language=post.lang, sentiment=post.sentiment, enriched_at=self.now
         )
         for name in post.tags:
             if name not in self.tags:
@@ -822,6 +835,12 @@ class SyntheticLoader:
                     "sent_at": row["received_at"],
                     "cycle": 1,
                     "created_at": row["received_at"],
+                    "in_reply_to": "",
+                    "duplicate_of_id": None,
+                    "content_hash": content_hash(row["text"]),
+                    "language": row["language"],
+                    "sentiment": row["sentiment"],
+                    "enriched_at": row["received_at"],
                 }
             )
             if step["reply"]:
@@ -840,6 +859,12 @@ class SyntheticLoader:
                         "sent_at": row["first_response_at"],
                         "cycle": 1,
                         "created_at": row["first_response_at"],
+                        "in_reply_to": "",
+                        "duplicate_of_id": None,
+                        "content_hash": "",
+                        "language": "",
+                        "sentiment": "",
+                        "enriched_at": row["first_response_at"],
                     }
                 )
         message_ids = self.writer.insert(Message, messages, ids=True)
