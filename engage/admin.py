@@ -1,8 +1,9 @@
 """The Django admin for staff. Every write on the domain goes through a service.
 
-Configuration (sources, contacts, tags) is edited directly. Conversations, tickets and
-tokens change only through actions and saves that call engage.services, with the staff
-member as the actor; the history (events), messages, notes and evidence are read-only.
+Configuration (contacts, tags, teams, availability, routing rules) is edited directly.
+Sources, conversations, tickets and tokens change only through actions and saves that call
+engage.services, with the staff member as the actor; the history (events), messages, notes
+and evidence are read-only, and so is a source's polling health.
 Changelists of the big tables run a fixed number of queries and never count millions of
 rows exactly (see CappedCountPaginator).
 """
@@ -10,12 +11,13 @@ rows exactly (see CappedCountPaginator).
 import json
 from collections.abc import Callable
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connections
-from django.db.models import Q, Subquery
+from django.db.models import Count, Q, Subquery
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils import timezone
@@ -27,10 +29,11 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from engage import queries
-from engage.choices import CLOSED_TICKET_STATUSES, Priority, Role, TicketStatus
+from engage.choices import CLOSED_TICKET_STATUSES, Priority, Role, SourceKind, TicketStatus
 from engage.errors import EngageError
 from engage.models import (
     ApiToken,
+    Availability,
     Contact,
     Conversation,
     Event,
@@ -39,12 +42,15 @@ from engage.models import (
     Message,
     Note,
     Notification,
+    RoutingRule,
     Source,
     Tag,
+    Team,
 )
 from engage.services import bulk as bulk_services
 from engage.services import conversations as conversation_services
 from engage.services import feedback as feedback_services
+from engage.services import sources as source_services
 from engage.services import tokens as token_services
 
 User = get_user_model()
@@ -275,16 +281,151 @@ class ReadOnlyInline(admin.TabularInline):
         return queryset.filter(pk__in=Subquery(latest))
 
 
-# Configuration: edited directly.
+# Sources: saved and changed through engage.services.sources.
+
+
+SOURCE_FIELDS = ("name", "url", "channel", "keywords", "poll_interval_minutes")
+SOURCE_HEALTH = (
+    "last_polled_at",
+    "last_success_at",
+    "last_error",
+    "last_error_at",
+    "failures",
+    "items_added_last",
+    "items_added_total",
+    "next_poll_at",
+)
 
 
 @admin.register(Source)
-class SourceAdmin(admin.ModelAdmin):
-    list_display = ("name", "channel", "kind", "is_active", "url", "created_at")
-    list_filter = ("channel", "kind", "is_active")
-    list_editable = ("is_active",)
-    search_fields = ("name", "keywords")
+class SourceAdmin(ServiceAdmin):
+    """Feeds are added and changed through engage.services.sources (its checks: http(s)
+    addresses, unique names); pausing, resuming, removing, restoring and polling are actions.
+    The polling health is read-only: only the poller writes it."""
+
+    list_display = (
+        "name",
+        "kind",
+        "channel",
+        "health",
+        "last_polled_at",
+        "last_success_at",
+        "failures",
+        "items_added_last",
+        "items_added_total",
+        "next_poll_at",
+        "is_active",
+        "removed_at",
+    )
+    list_filter = ("kind", "channel", "is_active", ("removed_at", admin.EmptyFieldListFilter))
+    search_fields = ("name", "keywords", "url")
     ordering = ("name",)
+    actions = ("pause", "resume", "poll_now", "remove_sources", "restore_sources")
+    fieldsets = (
+        (None, {"fields": ("kind", *SOURCE_FIELDS)}),
+        (_("State"), {"fields": ("is_active", "removed_at", "created_at")}),
+        (_("Polling health"), {"fields": SOURCE_HEALTH}),
+    )
+    add_fieldsets = ((None, {"fields": SOURCE_FIELDS}),)
+
+    def get_fieldsets(self, request, obj=None):
+        # Only feeds are added here: API and file sources are created by what they bring.
+        return self.add_fieldsets if obj is None else self.fieldsets
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ()
+        return ("kind", "is_active", "removed_at", "created_at", *SOURCE_HEALTH)
+
+    def has_delete_permission(self, request, obj=None):
+        # Conversations keep their source: remove it instead (the "Remove" action).
+        return False
+
+    @admin.display(description=_("health"))
+    def health(self, obj):
+        if obj.removed_at is not None:
+            return _("removed")
+        if not obj.is_active:
+            return _("paused")
+        if obj.kind != SourceKind.FEED:
+            return "—"
+        if obj.failures:
+            return ngettext("failing once", "failing %(count)s times", obj.failures) % {
+                "count": obj.failures
+            }
+        if obj.last_polled_at is None:
+            return _("never polled")
+        return _("OK")
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        if not change:
+
+            def create():
+                source = source_services.add_feed(
+                    actor=request.user, **{name: data[name] for name in SOURCE_FIELDS}
+                )
+                # The admin goes on with `obj` (history entry, redirect): make it the stored row.
+                obj.pk = source.pk
+                obj._state.adding = False
+                obj._state.db = source._state.db
+
+            self.call_service(request, create)
+            return
+        changed = {name: data[name] for name in SOURCE_FIELDS if name in form.changed_data}
+        if changed:
+            self.call_service(
+                request,
+                lambda: source_services.update_source(obj.pk, actor=request.user, **changed),
+            )
+
+    @admin.action(description=_("Pause"), permissions=["change"])
+    def pause(self, request, queryset):
+        self.run_per_row(
+            request,
+            queryset,
+            lambda pk: source_services.set_active(pk, actor=request.user, active=False),
+            _("Paused: %(ids)s."),
+        )
+
+    @admin.action(description=_("Resume"), permissions=["change"])
+    def resume(self, request, queryset):
+        self.run_per_row(
+            request,
+            queryset,
+            lambda pk: source_services.set_active(pk, actor=request.user, active=True),
+            _("Resumed: %(ids)s."),
+        )
+
+    @admin.action(description=_("Poll now"), permissions=["change"])
+    def poll_now(self, request, queryset):
+        def poll(pk: int):
+            source_services.poll_now(pk, actor=request.user)
+
+        self.run_per_row(request, queryset, poll, _("Polling now: %(ids)s."))
+
+    @admin.action(
+        description=_("Remove (stop and hide; conversations stay)"), permissions=["change"]
+    )
+    def remove_sources(self, request, queryset):
+        self.run_per_row(
+            request,
+            queryset,
+            lambda pk: source_services.remove(pk, actor=request.user),
+            _("Removed: %(ids)s."),
+        )
+
+    @admin.action(description=_("Restore (stays paused)"), permissions=["change"])
+    def restore_sources(self, request, queryset):
+        self.run_per_row(
+            request,
+            queryset,
+            lambda pk: source_services.restore(pk, actor=request.user),
+            _("Restored: %(ids)s."),
+        )
+
+
+# Configuration: edited directly.
 
 
 @admin.register(Contact)
@@ -329,6 +470,146 @@ class ContactAdmin(admin.ModelAdmin):
 class TagAdmin(admin.ModelAdmin):
     list_display = ("name",)
     search_fields = ("name",)
+
+
+# Routing: who gets new conversations. Plain configuration, saved directly.
+
+
+def _workers():
+    """The people round robin and rules may give conversations to: community managers and
+    superusers, as engage.services.enrichment chooses them."""
+    return (
+        User.objects.filter(
+            Q(groups__name=Role.COMMUNITY_MANAGER) | Q(is_superuser=True), is_active=True
+        )
+        .distinct()
+        .order_by("username")
+    )
+
+
+@admin.register(Team)
+class TeamAdmin(admin.ModelAdmin):
+    list_display = ("name", "member_count")
+    search_fields = ("name",)
+    ordering = ("name",)
+    filter_horizontal = ("members",)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(member_count=Count("members"))
+
+    @admin.display(description=_("members"), ordering="member_count")
+    def member_count(self, obj):
+        return obj.member_count
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        if db_field.name == "members":
+            kwargs["queryset"] = _workers()
+            kwargs["help_text"] = _(
+                "Community managers only. A rule that names this team gives each new "
+                "conversation to its available member who waited longest."
+            )
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+
+@admin.register(Availability)
+class AvailabilityAdmin(admin.ModelAdmin):
+    """Each community manager sets their own state with the toggle in the page header;
+    here staff see everyone's, change it, and set a cap of open conversations per person."""
+
+    list_display = ("user", "is_available", "max_open", "last_assigned_at")
+    list_editable = ("is_available", "max_open")
+    list_filter = ("is_available",)
+    list_select_related = ("user",)
+    search_fields = ("user__username", "user__first_name", "user__last_name")
+    ordering = ("user__username",)
+
+    def get_readonly_fields(self, request, obj=None):
+        # The user is the row's key: it is chosen once.
+        return ("user", "last_assigned_at") if obj else ("last_assigned_at",)
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "max_open":
+            kwargs["help_text"] = _(
+                "Round robin gives this person no more while they have this many open "
+                "conversations. Empty: %(cap)s, the site's default."
+            ) % {"cap": settings.ENGAGE_ROUND_ROBIN_CAP}
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "user":
+            kwargs["queryset"] = _workers()
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+ROUTING_HELP = _(
+    "Rules apply to each new conversation once its language is known, in position order. "
+    "A rule matches when every condition it sets matches (an empty condition matches all). "
+    "Every matching rule adds its tags; the first matching rule that sets a priority sets "
+    "it; the first that names an assignee or a team decides who gets the conversation (a "
+    "team: its available member who waited longest). When no rule decides, round robin "
+    "gives it to the available community manager who waited longest."
+)
+
+
+@admin.register(RoutingRule)
+class RoutingRuleAdmin(admin.ModelAdmin):
+    list_display = (
+        "position",
+        "name",
+        "is_active",
+        "source",
+        "channel",
+        "language",
+        "keywords",
+        "set_priority",
+        "tag_names",
+        "assignee",
+        "team",
+    )
+    list_display_links = ("name",)
+    list_editable = ("position", "is_active")
+    list_filter = ("is_active", "channel", "team")
+    list_select_related = ("source", "assignee", "team")
+    search_fields = ("name", "keywords")
+    ordering = ("position", "id")
+    filter_horizontal = ("add_tags",)
+    fieldsets = (
+        (None, {"fields": ("name", "position", "is_active"), "description": ROUTING_HELP}),
+        (
+            _("When"),
+            {
+                "fields": ("source", "channel", "language", "keywords"),
+                "description": _("Every condition set must match; an empty one matches all."),
+            },
+        ),
+        (
+            _("Then"),
+            {
+                "fields": ("set_priority", "add_tags", "assignee", "team"),
+                "description": _("Assign to a person or to a team, not both."),
+            },
+        ),
+    )
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("add_tags")
+
+    @admin.display(description=_("add tags"))
+    def tag_names(self, obj):
+        return ", ".join(tag.name for tag in obj.add_tags.all()) or "—"
+
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(request, {**(extra_context or {}), "subtitle": ROUTING_HELP})
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "language":
+            kwargs["help_text"] = _("A language code such as it or en; empty matches all.")
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "assignee":
+            kwargs["queryset"] = _workers()
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
 # Conversations: read-only fields, changes through actions.

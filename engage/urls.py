@@ -1,6 +1,6 @@
 """The pages' addresses. Each views module lists its own, so pages can grow apart."""
 
-from engage.views import conversation, feedback, notifications, queue, saved_replies
+from engage.views import conversation, feedback, notifications, queue, saved_replies, sources
 
 urlpatterns = [
     *queue.urlpatterns,
@@ -8,4 +8,5 @@ urlpatterns = [
     *feedback.urlpatterns,
     *saved_replies.urlpatterns,
     *notifications.urlpatterns,
+    *sources.urlpatterns,
 ]

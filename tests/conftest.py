@@ -6,6 +6,7 @@ from rq import SimpleWorker
 
 from engage.choices import Role
 from tests import factories
+from tests.feed_server import feed_server  # noqa: F401 - a local feed publisher for any test
 
 
 @pytest.fixture

@@ -728,5 +728,6 @@ def test_conversation_page_query_count_does_not_grow_with_its_history(client, ma
     # Session, user, roles, unread notifications; the conversation, tags, messages, notes,
     # events, links; the contact's other conversations, similar tickets (the search runs
     # only with ?ticket_q=, in place of the old list of tickets to link), community
-    # managers, tag suggestions, saved replies; presence (upsert, who else is here).
-    assert few == 17
+    # managers, tag suggestions, saved replies; presence (upsert, who else is here); the
+    # header's availability toggle.
+    assert few == 18
