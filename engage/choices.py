@@ -95,7 +95,6 @@ class EventKind(models.TextChoices):
     MERGED = "merged", _("Merged")
     MESSAGE_RECEIVED = "message_received", _("Message received")
     DUPLICATE_RECEIVED = "duplicate_received", _("Duplicate received")
-    ROUTED = "routed", _("Routed")
     TICKET_CREATED = "ticket_created", _("Ticket created")
     TICKET_STATUS_CHANGED = "ticket_status_changed", _("Ticket status changed")
     TICKET_UPDATED = "ticket_updated", _("Ticket updated")

@@ -254,3 +254,18 @@ def test_stored_items_are_enriched_by_the_queued_job(
 
     conversation = Conversation.objects.get()
     assert (conversation.language, conversation.sentiment) == ("it", Sentiment.NEGATIVE)
+
+
+def test_the_conversation_page_tells_how_it_was_routed_and_why_its_priority_rose(client):
+    anna = factories.user("anna", role=Role.COMMUNITY_MANAGER)
+    available(anna)
+    conversation = stored("1", "Ancora nessuna risposta: voglio il rimborso!")
+    stored("2", "Ancora nessuna risposta: voglio il rimborso!", at=T0 + timedelta(minutes=1))
+    enrich_all()
+
+    client.force_login(anna)
+    page = client.get(f"/conversations/{conversation.pk}/").content.decode()
+
+    assert "to anna, by round robin" in page
+    assert "(from what the message says)" in page
+    assert "repeats 1 word for word" in page

@@ -154,7 +154,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='event',
             name='kind',
-            field=models.CharField(choices=[('created', 'Created'), ('stage_changed', 'Stage changed'), ('restarted', 'Restarted'), ('assigned', 'Assigned'), ('unassigned', 'Unassigned'), ('reply_logged', 'Reply logged'), ('note_added', 'Note added'), ('no_change_recorded', 'No product change needed'), ('feedback_linked', 'Linked to feedback'), ('follow_up_flagged', 'Follow-up needed'), ('follow_up_cleared', 'Follow-up done'), ('priority_changed', 'Priority changed'), ('state_changed', 'State changed'), ('tags_changed', 'Tags changed'), ('merged', 'Merged'), ('message_received', 'Message received'), ('duplicate_received', 'Duplicate received'), ('routed', 'Routed'), ('ticket_created', 'Ticket created'), ('ticket_status_changed', 'Ticket status changed'), ('ticket_updated', 'Ticket updated'), ('ticket_merged', 'Ticket merged')], max_length=30, verbose_name='kind'),
+            field=models.CharField(choices=[('created', 'Created'), ('stage_changed', 'Stage changed'), ('restarted', 'Restarted'), ('assigned', 'Assigned'), ('unassigned', 'Unassigned'), ('reply_logged', 'Reply logged'), ('note_added', 'Note added'), ('no_change_recorded', 'No product change needed'), ('feedback_linked', 'Linked to feedback'), ('follow_up_flagged', 'Follow-up needed'), ('follow_up_cleared', 'Follow-up done'), ('priority_changed', 'Priority changed'), ('state_changed', 'State changed'), ('tags_changed', 'Tags changed'), ('merged', 'Merged'), ('message_received', 'Message received'), ('duplicate_received', 'Duplicate received'), ('ticket_created', 'Ticket created'), ('ticket_status_changed', 'Ticket status changed'), ('ticket_updated', 'Ticket updated'), ('ticket_merged', 'Ticket merged')], max_length=30, verbose_name='kind'),
         ),
         migrations.AlterField(
             model_name='message',
@@ -175,7 +175,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name='event',
-            constraint=models.CheckConstraint(condition=models.Q(('kind__in', ['created', 'stage_changed', 'restarted', 'assigned', 'unassigned', 'reply_logged', 'note_added', 'no_change_recorded', 'feedback_linked', 'follow_up_flagged', 'follow_up_cleared', 'priority_changed', 'state_changed', 'tags_changed', 'merged', 'message_received', 'duplicate_received', 'routed', 'ticket_created', 'ticket_status_changed', 'ticket_updated', 'ticket_merged'])), name='event_kind_valid'),
+            constraint=models.CheckConstraint(condition=models.Q(('kind__in', ['created', 'stage_changed', 'restarted', 'assigned', 'unassigned', 'reply_logged', 'note_added', 'no_change_recorded', 'feedback_linked', 'follow_up_flagged', 'follow_up_cleared', 'priority_changed', 'state_changed', 'tags_changed', 'merged', 'message_received', 'duplicate_received', 'ticket_created', 'ticket_status_changed', 'ticket_updated', 'ticket_merged'])), name='event_kind_valid'),
         ),
         migrations.AddConstraint(
             model_name='message',

@@ -44,18 +44,48 @@ def event_details(event) -> str:
     if event.kind == EventKind.ASSIGNED:
         if data.get("claimed"):
             return _("claimed by %(user)s") % {"user": data.get("to")}
+        if data.get("routed") == "round robin":
+            return _("to %(user)s, by round robin") % {"user": data.get("to")}
+        if data.get("routed"):
+            return _("to %(user)s, by the rule “%(rule)s”") % {
+                "user": data.get("to"),
+                "rule": data["routed"],
+            }
         return _("to %(user)s") % {"user": data.get("to")}
+    if event.kind == EventKind.MESSAGE_RECEIVED:
+        return _("message %(id)s") % {"id": data.get("external_id")}
+    if event.kind == EventKind.DUPLICATE_RECEIVED:
+        return _("message %(id)s repeats %(original)s word for word") % {
+            "id": data.get("external_id"),
+            "original": data.get("duplicate_of"),
+        }
+    if event.kind == EventKind.REPLY_LOGGED and data.get("external_id"):
+        return _("message %(id)s") % {"id": data.get("external_id")}
     if event.kind == EventKind.UNASSIGNED:
         return _("was %(user)s") % {"user": data.get("from")}
     if event.kind == EventKind.PRIORITY_CHANGED:
-        return f"{_priority_label(data.get('from'))} → {_priority_label(data.get('to'))}"
+        text = f"{_priority_label(data.get('from'))} → {_priority_label(data.get('to'))}"
+        if data.get("by") == "signals":
+            text += " " + _("(from what the message says)")
+        elif data.get("by") == "rule":
+            text += " " + _("(by a routing rule)")
+        return text
     if event.kind == EventKind.STATE_CHANGED:
         text = f"{_label(State, data.get('from'))} → {_label(State, data.get('to'))}"
         until = parse_datetime(data.get("until") or "")
         if until is not None:
             when = formats.date_format(timezone.localtime(until), "SHORT_DATETIME_FORMAT")
             text += " " + _("(until %(until)s)") % {"until": when}
+        if data.get("reason") == "new message":
+            text += " " + _("(the person wrote again)")
         return text
+    if event.kind == EventKind.TAGS_CHANGED:
+        parts = []
+        if data.get("added"):
+            parts.append(_("added %(tags)s") % {"tags": ", ".join(data["added"])})
+        if data.get("removed"):
+            parts.append(_("removed %(tags)s") % {"tags": ", ".join(data["removed"])})
+        return "; ".join(parts)
     if event.kind in {EventKind.FEEDBACK_LINKED, EventKind.FOLLOW_UP_FLAGGED}:
         text = _("ticket “%(title)s”") % {"title": data.get("title", "")}
         if data.get("status"):
