@@ -1,0 +1,16 @@
+"""The scheduler's configuration: what `manage.py rqcron engage.cron` runs, and how often."""
+
+from django_rq.cron import DjangoCronScheduler
+
+from engage import tasks
+
+
+def test_the_scheduler_polls_feeds_and_sweeps_enrichment_every_minute():
+    scheduler = DjangoCronScheduler()
+    scheduler.load_config_from_file("engage.cron")
+
+    jobs = {job.func: job for job in scheduler.get_jobs()}
+
+    assert set(jobs) == {tasks.poll_due_feeds, tasks.sweep_unenriched}
+    assert {job.interval for job in jobs.values()} == {60}
+    assert {job.queue_name for job in jobs.values()} == {"default"}
