@@ -295,6 +295,8 @@ def log_reply(
         url=url,
         sent_at=sent_at or now,
         cycle=conversation.cycle,
+        # Our own words: nothing for the enrichment job to work out.
+        enriched_at=now,
     )
     fields = []
     if conversation.first_response_at is None:
