@@ -11,7 +11,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def test_staff_add_a_feed_poll_it_and_its_comments_reach_the_queue(
-    page: Page, context: BrowserContext, log_in, staff, feed_server, settings, queue
+    page: Page, context: BrowserContext, log_in, staff, feed_server, settings, queue, screenshot
 ):
     settings.ENGAGE_FEED_ALLOWED_HOSTS = ["127.0.0.1"]
     url = feed_server.route("/comments", COMMENTS, content_type="application/atom+xml")
@@ -35,6 +35,7 @@ def test_staff_add_a_feed_poll_it_and_its_comments_reach_the_queue(
     row = page.get_by_role("row").filter(has_text="Aurora blog comments")
     expect(row).to_contain_text("2 last poll")
     expect(row.locator("[data-source-error]")).to_have_text("—")
+    screenshot(page, "sources")
     page.goto("/queue/")
     expect(page.get_by_role("link", name="La nuova miscela di Caffè Aurora")).to_be_visible()
     expect(page.get_by_text("Qualcuno ha provato la ricetta")).to_have_count(0)
