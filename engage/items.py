@@ -95,7 +95,8 @@ def _text(value, field: str, errors: list, *, limit: int, required: bool = False
 
 
 def _kind(value) -> str:
-    return {dict: "an object", list: "a list", bool: "true/false"}.get(type(value), "a number")
+    kinds = {dict: _("an object"), list: _("a list"), bool: _("true/false")}
+    return kinds.get(type(value), _("a number"))
 
 
 def _url(value, field: str, errors: list) -> str:
@@ -175,10 +176,10 @@ def _direction(value, errors: list) -> str:
     return spelled[text]
 
 
-def _author(raw: Mapping, errors: list) -> tuple[str, str, str]:
+def _author(raw: Mapping, errors: list, *, strict: bool) -> tuple[str, str, str]:
     author = raw.get("author")
     if isinstance(author, Mapping):
-        unknown = sorted(set(author) - {"handle", "name", "url"})
+        unknown = sorted(set(author) - {"handle", "name", "url"}) if strict else []
         for key in unknown:
             errors.append(FieldError(f"author.{key}", _("Unknown field.")))
         fields = {k: author.get(k) for k in ("handle", "name", "url")}
@@ -220,7 +221,7 @@ def parse_item(raw, *, defaults: Mapping | None = None, strict: bool = True) -> 
                 % {"channel": channel, "choices": ", ".join(Channel.values)},
             )
         )
-    handle, name, author_url = _author(values, errors)
+    handle, name, author_url = _author(values, errors, strict=strict)
     text = _text(values.get("text"), "text", errors, limit=TEXT_LIMIT, required=True)
     url = _url(values.get("url"), "url", errors)
     created_at = _time(values.get("created_at"), errors)

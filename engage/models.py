@@ -695,7 +695,8 @@ class Availability(models.Model):
         verbose_name_plural = _("availability")
 
     def __str__(self) -> str:
-        return f"{self.user} ({'available' if self.is_available else 'away'})"
+        state = _("available") if self.is_available else _("away")
+        return f"{self.user} ({state})"
 
 
 class RoutingRule(models.Model):

@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from engage.choices import Direction, EventKind, SourceKind, State
-from engage.items import parse_item
+from engage.items import ItemInvalid, parse_item
 from engage.models import Contact, Conversation, Event, Message, Source
 from engage.services import conversations as services
 from engage.services import tokens
@@ -346,3 +346,12 @@ def test_an_outbound_only_message_never_reaches_the_queue_on_its_own():
 
     assert Message.objects.get().direction == Direction.OUTBOUND
     assert not Conversation.objects.exists()
+
+
+def test_files_may_carry_more_about_the_author_but_the_api_refuses_unknown_fields():
+    body = raw("1", author={"handle": "@ada", "id": 42})
+
+    assert parse_item(body, strict=False).author_handle == "@ada"
+    with pytest.raises(ItemInvalid) as refused:
+        parse_item(body)
+    assert [e.field for e in refused.value.errors] == ["author.id"]

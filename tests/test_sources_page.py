@@ -434,7 +434,7 @@ def test_the_health_of_each_feed_is_shown(as_staff, staff):
     }
     ok_row = text_of_row(page, ok)
     assert "OK" in ok_row
-    assert "4 last poll" in ok_row
+    assert "4 in the last poll" in ok_row
     assert "1,234 in all" in ok_row
     assert "3 minutes ago" in ok_row
     assert "every 15 minutes" in ok_row

@@ -33,7 +33,7 @@ def test_staff_add_a_feed_poll_it_and_its_comments_reach_the_queue(
     page.reload()
 
     row = page.get_by_role("row").filter(has_text="Aurora blog comments")
-    expect(row).to_contain_text("2 last poll")
+    expect(row).to_contain_text("2 in the last poll")
     expect(row.locator("[data-source-error]")).to_have_text("—")
     screenshot(page, "sources")
     page.goto("/queue/")
