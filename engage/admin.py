@@ -202,7 +202,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     show_full_result_count = False
     paginator = CappedCountPaginator
 
-    @admin.display(description=_("conversation"), ordering="conversation_id")
+    @admin.display(description=Conversation._meta.verbose_name, ordering="conversation_id")
     def conversation_link(self, obj):
         return _change_link(Conversation, obj.conversation_id)
 
