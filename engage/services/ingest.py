@@ -28,7 +28,7 @@ from functools import partial
 
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -508,6 +508,25 @@ def _changed(batch: _Batch, conversation: Conversation, *fields: str) -> None:
         batch.changed.setdefault(conversation.pk, (conversation, set()))[1].update(fields)
 
 
+def _save_changed(batch: _Batch) -> None:
+    """Each existing conversation the batch touched gets its version bumped once: those
+    that only gained a message in one UPDATE, the others in one bulk update per set of
+    changed fields (a thread's replies touch many conversations in a busy batch)."""
+    by_fields: dict[tuple[str, ...], list[Conversation]] = defaultdict(list)
+    for conversation, fields in batch.changed.values():
+        by_fields[tuple(sorted(fields))].append(conversation)
+    for fields, conversations in by_fields.items():
+        for conversation in conversations:
+            conversation.version += 1
+            conversation.updated_at = batch.now
+        if fields:
+            Conversation.objects.bulk_update(conversations, [*fields, "version", "updated_at"])
+        else:
+            Conversation.objects.filter(pk__in=[c.pk for c in conversations]).update(
+                version=F("version") + 1, updated_at=batch.now
+            )
+
+
 def _write(batch: _Batch) -> None:
     # Bulk inserts return primary keys on PostgreSQL and SQLite; the messages and events
     # built on unsaved conversations pick them up as they are saved.
@@ -518,9 +537,7 @@ def _write(batch: _Batch) -> None:
         Message.objects.filter(pk=message, conversation__isnull=True).update(
             conversation=conversation, cycle=conversation.cycle
         )
-    for conversation, fields in batch.changed.values():
-        conversation.version += 1
-        conversation.save(update_fields=[*fields, "version", "updated_at"])
+    _save_changed(batch)
     for event in batch.events:
         event.cycle = event.conversation.cycle
     Event.objects.bulk_create(batch.events)
