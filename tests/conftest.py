@@ -36,6 +36,25 @@ def staff(db):
 
 
 @pytest.fixture
+def as_manager(client, manager):
+    """The test client, logged in as a community manager."""
+    client.force_login(manager)
+    return client
+
+
+@pytest.fixture
+def as_product(client, product):
+    client.force_login(product)
+    return client
+
+
+@pytest.fixture
+def as_staff(client, staff):
+    client.force_login(staff)
+    return client
+
+
+@pytest.fixture
 def conversation(db):
     return factories.conversation()
 

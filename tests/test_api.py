@@ -45,18 +45,6 @@ def fields(response) -> set[str]:
     return {error["field"] for error in response.json()["detail"]}
 
 
-@pytest.fixture
-def as_manager(client, manager):
-    client.force_login(manager)
-    return client
-
-
-@pytest.fixture
-def as_product(client, product):
-    client.force_login(product)
-    return client
-
-
 def item_body(**overrides) -> dict:
     body = {
         "source": "api-test",

@@ -82,18 +82,6 @@ def count_queries(client, url) -> int:
     return len(context)
 
 
-@pytest.fixture
-def as_product(client, product):
-    client.force_login(product)
-    return client
-
-
-@pytest.fixture
-def as_manager(client, manager):
-    client.force_login(manager)
-    return client
-
-
 # The board --------------------------------------------------------------------------------------
 
 

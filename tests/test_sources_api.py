@@ -58,18 +58,6 @@ BODY = {
 }
 
 
-@pytest.fixture
-def as_staff(client, staff):
-    client.force_login(staff)
-    return client
-
-
-@pytest.fixture
-def as_manager(client, manager):
-    client.force_login(manager)
-    return client
-
-
 # Reads ---------------------------------------------------------------------------------------
 
 

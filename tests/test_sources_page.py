@@ -63,18 +63,6 @@ def status_of(response, source: Source) -> str:
     return re.search(r'data-source-status="([a-z]+)"', row_of(response, source)).group(1)
 
 
-@pytest.fixture
-def as_staff(client, staff):
-    client.force_login(staff)
-    return client
-
-
-@pytest.fixture
-def as_manager(client, manager):
-    client.force_login(manager)
-    return client
-
-
 # Who sees the page -------------------------------------------------------------------------
 
 
