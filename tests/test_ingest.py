@@ -278,8 +278,9 @@ def test_a_double_submit_inside_one_batch_is_caught_too():
         {"handle": "@someone-else"},
         {"source": "another-source"},
         {"text": "Refund please, it is the third time"},
+        {"in_reply_to": "an-answer-of-ours"},
     ],
-    ids=["after the window", "another person", "another source", "other text"],
+    ids=["after the window", "another person", "another source", "other text", "another thread"],
 )
 def test_what_is_not_a_duplicate_is_a_conversation_of_its_own(second, settings):
     settings.ENGAGE_DUPLICATE_WINDOW_MINUTES = 10

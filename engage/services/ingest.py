@@ -99,6 +99,7 @@ class _Ref:
     conversation: Conversation | None
     sent_at: object
     external_id: str
+    in_reply_to: str = ""
 
 
 class _Batch:
@@ -236,6 +237,7 @@ def _load(batch: _Batch, live) -> None:
                 "sent_at",
                 "conversation_id",
                 "external_id",
+                "in_reply_to",
             )
         )
     conversation_ids = {row[3] for row in rows} | {row[3] for row in children}
@@ -254,8 +256,8 @@ def _load(batch: _Batch, live) -> None:
     for pk, source_id, in_reply_to, conversation_id, direction, sent_at, external_id in children:
         ref = _Ref(pk, locked.get(conversation_id), sent_at, external_id)
         batch.children[(source_id, in_reply_to)].append((ref, direction))
-    for pk, source_id, handle, digest, sent_at, conversation_id, external_id in candidates:
-        ref = _Ref(pk, locked[conversation_id], sent_at, external_id)
+    for pk, source_id, handle, digest, sent_at, conversation_id, external_id, parent in candidates:
+        ref = _Ref(pk, locked[conversation_id], sent_at, external_id, parent)
         batch.same_text[(source_id, handle, digest)].append(ref)
     batch.contacts = _contacts(inbound)
 
@@ -361,11 +363,11 @@ def _place(batch: _Batch, item: IncomingItem, source: Source) -> Outcome:
         # Our own replies need no language or sentiment.
         enriched_at=None if item.direction == Direction.INBOUND else batch.now,
     )
-    ref = _Ref(message, None, sent_at, item.external_id)
+    ref = _Ref(message, None, sent_at, item.external_id, item.in_reply_to)
     batch.stored[key] = ref
 
     if item.direction == Direction.INBOUND:
-        original = _same_text(batch, (source.pk, item.author_handle, digest), sent_at)
+        original = _same_text(batch, (source.pk, item.author_handle, digest), ref)
         if original is not None:
             _keep_duplicate(batch, message, original)
             ref.conversation = original.conversation
@@ -414,9 +416,15 @@ def _place(batch: _Batch, item: IncomingItem, source: Source) -> Outcome:
     return Outcome(CREATED, conversation)
 
 
-def _same_text(batch: _Batch, key, sent_at) -> _Ref | None:
+def _same_text(batch: _Batch, key, ref: _Ref) -> _Ref | None:
+    """An earlier message of this person with this text, in answer to the same message
+    (or to none), within the window: a double submit or an entry listed again."""
     for earlier in batch.same_text.get(key, []):
-        if abs(earlier.sent_at - sent_at) <= batch.window and earlier.conversation is not None:
+        if (
+            abs(earlier.sent_at - ref.sent_at) <= batch.window
+            and earlier.in_reply_to == ref.in_reply_to
+            and earlier.conversation is not None
+        ):
             return earlier
     return None
 
