@@ -205,6 +205,10 @@ class ConversationOut(Schema):
     received_at: datetime
     first_response_due_at: datetime
     first_response_at: datetime | None
+    sla_state: Literal["", "at_risk", "breached"] = Field(
+        description="Against its first-response target while it waits: \"\" within, "
+        "\"at_risk\" about to breach, \"breached\"."
+    )
     stage_entered_at: datetime
     created_at: datetime
 
@@ -341,6 +345,7 @@ def _conversation(conversation: Conversation) -> dict:
         "received_at": conversation.received_at,
         "first_response_due_at": conversation.first_response_due_at,
         "first_response_at": conversation.first_response_at,
+        "sla_state": conversation.sla_state,
         "stage_entered_at": conversation.stage_entered_at,
         "created_at": conversation.created_at,
     }

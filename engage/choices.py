@@ -114,3 +114,11 @@ class Role(models.TextChoices):
 
     COMMUNITY_MANAGER = "community_manager", _("Community manager")
     PRODUCT_TEAM = "product_team", _("Product team")
+
+
+class SlaState(models.TextChoices):
+    """Where a waiting conversation stands against its first-response target."""
+
+    OK = "", _("Within target")
+    AT_RISK = "at_risk", _("About to breach")
+    BREACHED = "breached", _("Breached")

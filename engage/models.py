@@ -12,6 +12,7 @@ from engage.choices import (
     Priority,
     ReplyLanguage,
     Sentiment,
+    SlaState,
     SourceKind,
     Stage,
     State,
@@ -148,6 +149,10 @@ class Conversation(models.Model):
     received_at = models.DateTimeField(_("received"))
     first_response_due_at = models.DateTimeField(_("first response due"))
     first_response_at = models.DateTimeField(_("first response"), null=True, blank=True)
+    # Set by the SLA job while the conversation waits for its first response.
+    sla_state = models.CharField(
+        _("first-response target"), max_length=10, choices=SlaState.choices, blank=True
+    )
 
     # Set when this conversation was merged into another: it then points there, closed.
     merged_into = models.ForeignKey(
@@ -188,6 +193,9 @@ class Conversation(models.Model):
                 name="conversation_sentiment_valid",
             ),
             models.CheckConstraint(condition=Q(cycle__gte=1), name="conversation_cycle_positive"),
+            models.CheckConstraint(
+                condition=_in_choices("sla_state", SlaState), name="conversation_sla_state_valid"
+            ),
             models.CheckConstraint(
                 condition=Q(version__gte=1), name="conversation_version_positive"
             ),
@@ -758,3 +766,53 @@ class RoutingRule(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ResponseTarget(models.Model):
+    """The first-response target for one priority, editable by staff (defaults: urgent
+    1 h, high 4 h, normal 24 h, low 72 h, from settings.ENGAGE_FIRST_RESPONSE_HOURS)."""
+
+    priority = models.PositiveSmallIntegerField(
+        _("priority"), choices=Priority.choices, primary_key=True
+    )
+    minutes = models.PositiveIntegerField(_("answer within (minutes)"))
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("updated by"),
+    )
+
+    class Meta:
+        ordering = ["-priority"]
+        verbose_name = _("first-response target")
+        verbose_name_plural = _("first-response targets")
+        constraints = [
+            models.CheckConstraint(
+                condition=_in_choices("priority", Priority), name="target_priority_valid"
+            ),
+            models.CheckConstraint(condition=Q(minutes__gte=1), name="target_minutes_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{Priority(self.priority).label}: {self.minutes} min"
+
+
+class BacklogSnapshot(models.Model):
+    """The open and unassigned counts, taken by the scheduled SLA job: the dashboard's
+    backlog over time (history cannot be rebuilt cheaply from a million rows)."""
+
+    taken_at = models.DateTimeField(_("taken at"), unique=True)
+    open = models.PositiveIntegerField(_("open"))
+    unassigned = models.PositiveIntegerField(_("open and unassigned"))
+
+    class Meta:
+        ordering = ["taken_at"]
+        verbose_name = _("backlog snapshot")
+        verbose_name_plural = _("backlog snapshots")
+
+    def __str__(self) -> str:
+        return f"{self.taken_at:%Y-%m-%d %H:%M}: {self.unassigned}/{self.open}"

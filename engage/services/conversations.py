@@ -2,9 +2,8 @@
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import F, Q
@@ -32,6 +31,7 @@ from engage.models import (
     Note,
     Notification,
 )
+from engage.services.targets import first_response_due
 
 User = get_user_model()
 
@@ -56,11 +56,6 @@ class Item:
     created_at: datetime | None = None
     priority: str = "normal"
     extra: dict = field(default_factory=dict)
-
-
-def first_response_due(received_at: datetime, priority: int) -> datetime:
-    hours = settings.ENGAGE_FIRST_RESPONSE_HOURS[Priority(priority).key]
-    return received_at + timedelta(hours=hours)
 
 
 def _validate_item(item: Item) -> None:
@@ -94,7 +89,7 @@ def create_conversation(item: Item, *, actor=None) -> tuple[Conversation, bool]:
     text again within minutes, returns the stored conversation unchanged, even when two
     callers race. Enrichment (language, sentiment, priority, routing) is queued.
     """
-    # Imported here: the ingest service builds on this module's first_response_due.
+    # Imported here: the ingest service builds on this module (cycle_facts, locks).
     from engage.services.ingest import CREATED, ERROR, ingest
 
     permissions.require_work(actor)

@@ -28,7 +28,8 @@ from engage.models import (
     Notification,
     RoutingRule,
 )
-from engage.services.conversations import cycle_facts, first_response_due
+from engage.services.conversations import cycle_facts
+from engage.services.targets import first_response_due, response_targets
 
 User = get_user_model()
 
@@ -118,9 +119,7 @@ def enrich(message_ids: list[int]) -> int:
             values = {"language": language, "sentiment": sentiment, "priority": priority}
             values["assignee_id"] = assignee_id
             if due:
-                values["first_response_due_at"] = F("received_at") + timedelta(
-                    hours=settings.ENGAGE_FIRST_RESPONSE_HOURS[Priority(priority).key]
-                )
+                values["first_response_due_at"] = F("received_at") + router.targets[priority]
             Conversation.objects.filter(pk__in=pks).update(
                 **values, version=F("version") + 1, updated_at=now
             )
@@ -159,13 +158,17 @@ def _apply(conversation: Conversation, messages: list[Message], router, events, 
         rule_priority = None
         if opening and conversation.merged_into_id is None:
             rule_priority = router.route(conversation, message, changed, events)
-        _prioritise(conversation, signal_priority(signals), rule_priority, changed, events)
+        _prioritise(
+            conversation, signal_priority(signals), rule_priority, changed, events, router.targets
+        )
         if not opening and message.sentiment == Sentiment.NEGATIVE:
             _restart_on_negative(conversation, message, changed, now)
     return changed
 
 
-def _prioritise(conversation, from_signals: Priority, from_rule, changed: set[str], events) -> None:
+def _prioritise(
+    conversation, from_signals: Priority, from_rule, changed: set[str], events, targets
+) -> None:
     """A rule's priority is taken as it is; signals only ever raise it."""
     target = from_rule if from_rule is not None else max(conversation.priority, from_signals)
     if target == conversation.priority:
@@ -184,7 +187,9 @@ def _prioritise(conversation, from_signals: Priority, from_rule, changed: set[st
     conversation.priority = target
     changed.add("priority")
     if conversation.first_response_at is None:
-        conversation.first_response_due_at = first_response_due(conversation.received_at, target)
+        conversation.first_response_due_at = first_response_due(
+            conversation.received_at, target, targets
+        )
         changed.add("first_response_due_at")
 
 
@@ -226,6 +231,7 @@ class _Router:
         self._rules = None
         self._people = None
         self._given = set()
+        self.targets = response_targets()
 
     @property
     def rules(self) -> list[RoutingRule]:

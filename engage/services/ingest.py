@@ -36,8 +36,8 @@ from engage import permissions
 from engage.choices import Direction, EventKind, Priority, SourceKind, State
 from engage.items import FieldError, IncomingItem
 from engage.models import Contact, Conversation, Event, Message, Source
-from engage.services.conversations import first_response_due
 from engage.services.merge import merge
+from engage.services.targets import first_response_due, response_targets
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,7 @@ class _Batch:
         # (source id, handle, text hash) -> earlier messages of that person with that text.
         self.same_text: dict[tuple[int, str, str], list[_Ref]] = defaultdict(list)
         self.contacts: dict[tuple[str, str], Contact] = {}
+        self.targets = response_targets()
 
 
 def _store(items: list[IncomingItem], actor, kind: str) -> list[Outcome]:
@@ -473,7 +474,7 @@ def _new_conversation(batch: _Batch, item, source, sent_at) -> Conversation:
         text=item.text,
         priority=priority,
         received_at=sent_at,
-        first_response_due_at=first_response_due(sent_at, priority),
+        first_response_due_at=first_response_due(sent_at, priority, batch.targets),
         stage_entered_at=batch.now,
     )
     batch.new_conversations.append(conversation)

@@ -54,8 +54,9 @@ from engage.models import (
 )
 from engage.services import conversations as services
 from engage.services import feedback as feedback_services
-from engage.services.conversations import Author, Item, first_response_due
+from engage.services.conversations import Author, Item
 from engage.services.ingest import content_hash
+from engage.services.targets import first_response_due, response_targets
 
 User = get_user_model()
 
@@ -743,6 +744,7 @@ class SyntheticLoader:
 
     def __init__(self, users: dict, sources: list[Source], *, seed, batch_size: int, stdout):
         self.rng = random.Random(seed)
+        self.targets = response_targets()
         self.batch_size = batch_size
         self.stdout = stdout
         self.sources = sources
@@ -914,8 +916,9 @@ class SyntheticLoader:
             "snoozed_until": None,
             "needs_follow_up": False,
             "received_at": received,
-            "first_response_due_at": first_response_due(received, priority),
+            "first_response_due_at": first_response_due(received, priority, self.targets),
             "first_response_at": replied if reply else None,
+            "sla_state": "",
             "version": version,
             "created_at": received,
             "updated_at": (received, in_interact, in_react, in_sell)[stage],
