@@ -206,8 +206,8 @@ class ConversationOut(Schema):
     first_response_due_at: datetime
     first_response_at: datetime | None
     sla_state: Literal["", "at_risk", "breached"] = Field(
-        description="Against its first-response target while it waits: \"\" within, "
-        "\"at_risk\" about to breach, \"breached\"."
+        description='Against its first-response target while it waits: "" within, '
+        '"at_risk" about to breach, "breached".'
     )
     stage_entered_at: datetime
     created_at: datetime
