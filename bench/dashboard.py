@@ -1,0 +1,95 @@
+"""Server time of the dashboard's figures (engage.metrics) on whatever database DATABASE_URL names.
+
+    DATABASE_URL=postgres://… .venv/bin/python bench/dashboard.py [--runs 10]
+
+Fill the database first (`manage.py demo --conversations 1000000`). Each figure is computed
+in this process for three scopes (the default 30 days; one channel; one person), `--runs`
+times after a warm-up, and printed as a Markdown table: median and 95th percentile in
+milliseconds, and the number of SQL queries. "dashboard" is the four together, as the page
+computes them, scope parsing included. Nothing is written to the database.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.db import connection  # noqa: E402
+from django.test.utils import CaptureQueriesContext  # noqa: E402
+
+from engage import metrics  # noqa: E402
+from engage.models import Conversation, Event  # noqa: E402
+
+FIGURES = {
+    "funnel": metrics.funnel,
+    "responsiveness": metrics.responsiveness,
+    "workload": metrics.workload,
+    "feedback_figures": metrics.feedback_figures,
+}
+
+
+def dashboard(params: dict) -> None:
+    """What the page computes: the scope from its query string, then every figure."""
+    scope = metrics.scope_from(params)
+    for figure in FIGURES.values():
+        figure(scope)
+
+
+def measure(run, runs: int) -> tuple[float, float, int]:
+    run()  # warm up caches and the connection
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - started) * 1000)
+    with CaptureQueriesContext(connection) as queries:
+        run()
+    times.sort()
+    p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
+    return statistics.median(times), p95, len(queries)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--channel", default="twitter", help="the channel scope (twitter)")
+    parser.add_argument("--assignee", default="giulia", help="the person scope (giulia)")
+    args = parser.parse_args()
+
+    scopes = {
+        "30 days": {},
+        f"30 days, channel={args.channel}": {"channel": args.channel},
+        f"30 days, assignee={args.assignee}": {"assignee": args.assignee},
+    }
+    total = Conversation.objects.count()
+    events = Event.objects.count()
+    # Other work on the machine slows every figure: say how busy it was.
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(
+        f"{connection.vendor}, {total:,} conversations, {events:,} events, "
+        f"{args.runs} runs each, load average {load} on {os.cpu_count()} CPUs\n"
+    )
+    print("| scope | figure | cohort | median ms | p95 ms | queries |")
+    print("|---|---|---:|---:|---:|---:|")
+    for label, params in scopes.items():
+        scope = metrics.scope_from(params)
+        cohort = metrics.cohort(scope).count()
+        runs = {name: partial(figure, scope) for name, figure in FIGURES.items()}
+        runs["dashboard (all four)"] = partial(dashboard, params)
+        for name, run in runs.items():
+            median, p95, count = measure(run, args.runs)
+            print(f"| {label} | {name} | {cohort:,} | {median:,.0f} | {p95:,.0f} | {count} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,705 @@
+"""The dashboard's figures (issue 6): the funnel, responsiveness, workload and feedback.
+
+Every figure is an aggregate the database computes over a scope (a period, a channel, a
+person), in a fixed number of queries whatever the number of conversations: the dashboard
+page and the JSON API read the same dataclasses.
+
+Most conversations figures are about a **cohort**: the conversations received in the period
+(`received_at` in [start, end)), of the channel when one is chosen, and, when a person is
+chosen, currently assigned to them. A conversation merged into another is left out: it is a
+closed signpost and its history moved to the one it was merged into.
+
+Medians and percentiles are PostgreSQL's `percentile_cont`: the value at rank
+`fraction × (n − 1)` of the sorted values, interpolated linearly between the two nearest.
+SQLite (the embedded default) has no such function: there the same queries return the
+durations of each group as one comma-separated text (`group_concat`) and `percentile`
+computes the same interpolation in Python. The number of queries is the same on both.
+
+At a million conversations PostgreSQL answers from indexes alone when these exist: the
+cohort from one leading with (received_at, id) and holding the columns read (conv_cohort),
+the moves between steps from one on the Events (event_moves), the restarts of a period
+from a partial one (event_restarts), the workload from one on the conversations not closed
+(conv_open_load). Without them the same queries read the tables.
+"""
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.db.models import (
+    BooleanField,
+    Count,
+    DurationField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    IntegerField,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    Window,
+)
+from django.db.models.functions import Coalesce, Mod, RowNumber
+from django.utils import timezone
+from django.utils.dateparse import parse_date
+from django.utils.translation import gettext as _
+
+from engage.choices import Channel, EventKind, Priority, Stage, State, TicketStatus
+from engage.errors import InvalidInput
+from engage.models import BacklogSnapshot, Conversation, Event, FeedbackLink, FeedbackTicket
+from engage.queries import TICKET_RANK, waiting
+
+# Scope ----------------------------------------------------------------------------------------
+
+PERIODS = {"7d": 7, "30d": 30, "90d": 90}
+DEFAULT_PERIOD = "30d"
+# Dates outside these years are refused before they reach SQL.
+FIRST_YEAR, LAST_YEAR = 1900, 9000
+
+
+@dataclass(frozen=True)
+class Scope:
+    start: datetime  # aware; the period is [start, end)
+    end: datetime
+    channel: str = ""  # "" = all channels
+    assignee_id: int | None = None  # a team member (user id), or None for everyone
+
+
+def scope_from(params: Mapping[str, str], *, now: datetime | None = None) -> Scope:
+    """The scope a query string asks for.
+
+    - `period=7d|30d|90d` (default 30d): the days up to `now` (default: the current time);
+    - or `start=YYYY-MM-DD&end=YYYY-MM-DD`, which win over `period`: from the start of the
+      start day to the end of the end day (both included), in the current time zone;
+    - `channel=<channel>` ("" or absent: all channels);
+    - `assignee=<username>` ("" or absent: everyone).
+
+    Raises InvalidInput(field=...) for a bad value. One query when `assignee` is given (to
+    find the user), none otherwise.
+    """
+    now = now or timezone.now()
+    first, last = params.get("start") or "", params.get("end") or ""
+    if first or last:
+        start_day = _day(first, field="start", missing=not first)
+        end_day = _day(last, field="end", missing=not last)
+        if end_day < start_day:
+            raise InvalidInput(_("The end date is before the start date."), field="end")
+        zone = timezone.get_current_timezone()
+        start = datetime.combine(start_day, time.min, tzinfo=zone)
+        end = datetime.combine(end_day + timedelta(days=1), time.min, tzinfo=zone)
+    else:
+        period = params.get("period") or DEFAULT_PERIOD
+        if period not in PERIODS:
+            raise InvalidInput(
+                _("“%(value)s” is not a period: use %(choices)s.")
+                % {"value": period[:20], "choices": ", ".join(PERIODS)},
+                field="period",
+            )
+        start, end = now - timedelta(days=PERIODS[period]), now
+
+    channel = params.get("channel") or ""
+    if channel and channel not in Channel.values:
+        raise InvalidInput(
+            _("“%(value)s” is not a channel.") % {"value": channel[:40]}, field="channel"
+        )
+
+    assignee_id = None
+    username = params.get("assignee") or ""
+    if username:
+        assignee_id = (
+            get_user_model().objects.filter(username=username).values_list("pk", flat=True).first()
+        )
+        if assignee_id is None:
+            raise InvalidInput(
+                _("There is no user “%(username)s”.") % {"username": username[:150]},
+                field="assignee",
+            )
+    return Scope(start=start, end=end, channel=channel, assignee_id=assignee_id)
+
+
+def _day(value: str, *, field: str, missing: bool) -> date:
+    if missing:
+        raise InvalidInput(_("Give both a start and an end date."), field=field)
+    try:
+        day = parse_date(value)
+    except ValueError:  # well formed but impossible, such as 2026-02-30
+        day = None
+    if day is None or not FIRST_YEAR <= day.year <= LAST_YEAR:
+        raise InvalidInput(
+            _("“%(value)s” is not a date: use YYYY-MM-DD.") % {"value": value[:20]}, field=field
+        )
+    return day
+
+
+def cohort(scope: Scope) -> QuerySet[Conversation]:
+    """The conversations the funnel and responsiveness figures are about (see the module's
+    docstring)."""
+    conversations = Conversation.objects.filter(
+        received_at__gte=scope.start, received_at__lt=scope.end
+    )
+    if scope.channel:
+        conversations = conversations.filter(channel=scope.channel)
+    if scope.assignee_id is not None:
+        conversations = conversations.filter(assignee_id=scope.assignee_id)
+    # As in queries.queue_matches: a condition on the closed rows, so that the planner never
+    # walks the merged_into index for it.
+    return conversations.exclude(state=State.CLOSED, merged_into__isnull=False)
+
+
+# Percentiles ----------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    """percentile_cont in Python (the SQLite fallback): linear interpolation between the two
+    values nearest to rank fraction × (n − 1) of the sorted values; None for no value."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = fraction * (len(ordered) - 1)
+    below = math.floor(rank)
+    above = min(below + 1, len(ordered) - 1)
+    return ordered[below] + (rank - below) * (ordered[above] - ordered[below])
+
+
+def _durations(text: str | None) -> list[float]:
+    """The seconds a SQLite group_concat returned."""
+    return [float(value) for value in text.split(",")] if text else []
+
+
+def _is_postgresql() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def _seconds_sql(later: str, earlier: str) -> str:
+    """SQLite SQL for `later - earlier` in seconds. It uses the function Django's ORM itself
+    registers on SQLite for datetime subtraction: exact microseconds, where julianday()
+    arithmetic would round. (PostgreSQL sorts the intervals themselves, which costs less
+    than turning each into seconds, and gives the percentile as an interval.)"""
+    return f"(django_timestamp_diff({later}, {earlier}) / 1000000.0)"
+
+
+def _seconds(value) -> float | None:
+    """Seconds from what PostgreSQL's percentile_cont over intervals returns."""
+    return value.total_seconds() if value is not None else None
+
+
+def _fetch(sql: str, params: list) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+# The funnel -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FunnelStep:
+    stage: str  # "listen" .. "sell"
+    reached: int  # conversations of the cohort that reached this step (in any cycle)
+    conversion: float | None  # reached / previous step's reached (None for listen, or 0 before)
+    median_seconds: float | None  # median time spent in this step, over the cohort
+
+
+@dataclass(frozen=True)
+class Funnel:
+    steps: list[FunnelStep]
+    restarts: int  # restart events of the cohort in the period
+    restart_reasons: list[tuple[str, int]]  # reason → count, most frequent first (top 10)
+
+
+TOP_REASONS = 10
+# The Events that move a conversation from one step to another.
+MOVES = (EventKind.STAGE_CHANGED, EventKind.RESTARTED)
+
+
+def funnel(scope: Scope) -> Funnel:
+    """The four steps for the cohort (see the module's docstring). Two queries.
+
+    - **reached**: every conversation of the cohort reached listen; it reached a later step
+      when an Event moved it there (STAGE_CHANGED with that `to_stage`), in any cycle and at
+      any time, also after the period. A conversation in a step now is one of those: every
+      move writes its Event (engage.history), so the Events alone answer.
+    - **conversion**: reached / the previous step's reached.
+    - **median time in a step**: each visit of a step is one interval, which the move out of
+      it (STAGE_CHANGED or RESTARTED, whose `from_stage` names the step) closes. It opened
+      at the previous move of the same conversation (LAG over its moves by time, then id),
+      or, for the first visit of listen, when engage stored the conversation (its
+      `created_at`, the time of its CREATED Event; not when the person posted, which may be
+      long before an import). Only closed intervals count: the time spent so far in the
+      current step does not, and a conversation that stays in sell never adds to sell's
+      median. A conversation another was merged into carries both histories, interleaved.
+    - **restarts**: the RESTARTED Events of the cohort created in the period, and their
+      reasons (as written), most frequent first, the first TOP_REASONS.
+
+    The first query reads the cohort's moves in one window pass: the first move into each
+    step is the one where the running count of moves into that step is 1, so no DISTINCT
+    is needed. The second reads the restarts of the period.
+    """
+    cohort_sql, cohort_params = cohort(scope).values("id", "created_at").query.sql_with_params()
+    count_sql, count_params = cohort(scope).values("id").query.sql_with_params()
+    later = [stage for stage in Stage if stage != Stage.LISTEN]
+    # The parameters go in the order their %s appear in the SQL below.
+    running, reached, medians, params = [], [], [], []
+    for stage in later:
+        running.append(
+            f"COUNT(*) FILTER (WHERE e.kind = %s AND e.to_stage = %s) OVER w AS into_{stage}"
+        )
+        params += [EventKind.STAGE_CHANGED, stage]
+    params += [*cohort_params, *MOVES, *count_params]
+    for stage in later:
+        reached.append(f"COUNT(*) FILTER (WHERE kind = %s AND to_stage = %s AND into_{stage} = 1)")
+        params += [EventKind.STAGE_CHANGED, stage]
+    adapt = connection.ops.adapt_datetimefield_value
+    params += [EventKind.RESTARTED, adapt(scope.start), adapt(scope.end)]
+    for stage in Stage:
+        if _is_postgresql():
+            # Sorting the intervals costs less than turning each into seconds first.
+            medians.append(
+                "percentile_cont(0.5) WITHIN GROUP (ORDER BY left_at - entered_at)"
+                " FILTER (WHERE from_stage = %s)"
+            )
+        else:
+            duration = _seconds_sql("left_at", "entered_at")
+            medians.append(f"group_concat({duration}) FILTER (WHERE from_stage = %s)")
+        params.append(stage)
+    sql = f"""
+        WITH moves AS (
+            SELECT e.kind, e.from_stage, e.to_stage, e.created_at AS left_at,
+                   LAG(e.created_at, 1, c.created_at) OVER w AS entered_at,
+                   {", ".join(running)}
+            FROM ({cohort_sql}) AS c
+            JOIN {connection.ops.quote_name(Event._meta.db_table)} e ON e.conversation_id = c.id
+            WHERE e.kind IN (%s, %s)
+            WINDOW w AS (
+                PARTITION BY e.conversation_id ORDER BY e.created_at, e.id
+                ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+            )
+        )
+        SELECT (SELECT COUNT(*) FROM ({count_sql}) AS everyone),
+               {", ".join(reached)},
+               COUNT(*) FILTER (WHERE kind = %s AND left_at >= %s AND left_at < %s),
+               {", ".join(medians)}
+        FROM moves
+    """  # noqa: S608 - table names and SQL fragments are constants; values are parameters
+    (row,) = _fetch(sql, params)
+    counts, restarts, medians_found = row[: len(Stage)], row[len(Stage)], row[len(Stage) + 1 :]
+
+    reasons = (
+        Event.objects.filter(
+            kind=EventKind.RESTARTED,
+            created_at__gte=scope.start,
+            created_at__lt=scope.end,
+            conversation__in=cohort(scope),
+        )
+        .values_list("reason")
+        .annotate(count=Count("id"))
+        .order_by("-count", "reason")[:TOP_REASONS]
+    )
+    steps, previous = [], None
+    for stage, count, median in zip(Stage, counts, medians_found, strict=True):
+        median = _seconds(median) if _is_postgresql() else percentile(_durations(median), 0.5)
+        conversion = count / previous if previous else None
+        steps.append(FunnelStep(stage.value, count, conversion, median))
+        previous = count
+    return Funnel(steps=steps, restarts=restarts, restart_reasons=list(reasons))
+
+
+# Responsiveness -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResponseFigures:
+    label: str  # a channel, a priority key ("urgent"), a username; "" overall or unassigned
+    conversations: int  # of the cohort
+    answered: int  # first_response_at set
+    median_seconds: float | None  # first_response_at - received_at, over the answered
+    p90_seconds: float | None
+    within_target: int  # answered by first_response_due_at
+    share_within_target: float | None  # within_target / (within_target + breached)
+    # Answered after their due time, or still waiting (not closed) past it: the breaches.
+    breached: int = 0
+
+
+@dataclass(frozen=True)
+class Responsiveness:
+    overall: ResponseFigures
+    by_channel: list[ResponseFigures]  # most conversations first
+    by_priority: list[ResponseFigures]  # urgent first
+    by_person: list[ResponseFigures]  # most conversations first; "" (unassigned) last
+    waiting: list  # up to WAITING_SHOWN Conversations still waiting, oldest received first
+    waiting_count: int
+
+
+WAITING_SHOWN = 10
+# The grouping sets, named by what a row is grouped by.
+OVERALL, BY_CHANNEL, BY_PRIORITY, BY_PERSON = "overall", "channel", "priority", "person"
+
+
+def responsiveness(scope: Scope) -> Responsiveness:
+    """First responses of the cohort (see the module's docstring), overall and by channel,
+    priority and person (the current assignee). Two queries.
+
+    - **median / p90**: of first_response_at − received_at, over the answered conversations
+      (percentile_cont: see the module's docstring).
+    - **within target**: answered at or before first_response_due_at.
+    - **breached**: answered after it, or not answered, not closed and past it now.
+    - **share within target**: within / (within + breached). The denominator holds the
+      conversations that can be judged: those still waiting but not yet due may still make
+      it, and those closed without an answer were not waiting for one (spam, duplicates).
+      None when there is none to judge.
+    - **waiting**: the cohort's conversations with no first response that are not closed,
+      oldest received first (the first WAITING_SHOWN, with their contact and assignee), and
+      how many in all.
+
+    On PostgreSQL one query computes every group (GROUPING SETS); on SQLite it groups by
+    channel, priority and person and Python adds the groups up (durations as text).
+    """
+    rows = _response_rows(scope)
+    figures: dict[str, list[ResponseFigures]] = {
+        OVERALL: [],
+        BY_CHANNEL: [],
+        BY_PRIORITY: [],
+        BY_PERSON: [],
+    }
+    waiting_count = 0
+    for grouping, key, values in rows:
+        figures[grouping].append(_response_figures(_label(grouping, key), values))
+        if grouping == OVERALL:
+            waiting_count = values["waiting"]
+    by_size = lambda item: (-item.conversations, item.label)  # noqa: E731
+    waiting_rows = list(
+        cohort(scope)
+        .filter(waiting())
+        .select_related("contact", "assignee")
+        .order_by("received_at", "id")[:WAITING_SHOWN]
+    )
+    return Responsiveness(
+        overall=figures[OVERALL][0] if figures[OVERALL] else _response_figures("", {}),
+        by_channel=sorted(figures[BY_CHANNEL], key=by_size),
+        by_priority=sorted(figures[BY_PRIORITY], key=lambda item: _priority_rank(item.label)),
+        by_person=sorted(figures[BY_PERSON], key=lambda item: (item.label == "", *by_size(item))),
+        waiting=waiting_rows,
+        waiting_count=waiting_count,
+    )
+
+
+def _label(grouping: str, key) -> str:
+    if grouping == BY_PRIORITY:
+        return Priority(key).key
+    return key or ""
+
+
+def _priority_rank(key: str) -> int:
+    return -Priority.from_key(key).value
+
+
+def _response_figures(label: str, values: dict) -> ResponseFigures:
+    within, breached = values.get("within", 0), values.get("breached", 0)
+    return ResponseFigures(
+        label=label,
+        conversations=values.get("conversations", 0),
+        answered=values.get("answered", 0),
+        median_seconds=values.get("median"),
+        p90_seconds=values.get("p90"),
+        within_target=within,
+        share_within_target=within / (within + breached) if within + breached else None,
+        breached=breached,
+    )
+
+
+# The counts every group carries, over the rows of _judged (alias c).
+_RESPONSE_COUNTS = """
+    COUNT(*), COUNT(c.took), COUNT(*) FILTER (WHERE c.within),
+    COUNT(*) FILTER (WHERE c.breached), COUNT(*) FILTER (WHERE c.waiting)
+"""
+_COUNT_NAMES = ("conversations", "answered", "within", "breached", "waiting")
+
+
+def _judged(scope: Scope) -> QuerySet:
+    """The cohort as narrow rows: channel, priority, assignee, how long the first response
+    took (NULL while there is none) and what each counts as. Narrow, because every grouping
+    sorts them."""
+    answered_late = Q(first_response_at__gt=F("first_response_due_at"))
+    overdue = waiting() & Q(first_response_due_at__lte=timezone.now())
+    return cohort(scope).values(
+        "channel",
+        "priority",
+        "assignee_id",
+        took=ExpressionWrapper(
+            F("first_response_at") - F("received_at"), output_field=DurationField()
+        ),
+        within=ExpressionWrapper(
+            Q(first_response_at__lte=F("first_response_due_at")), output_field=BooleanField()
+        ),
+        breached=ExpressionWrapper(answered_late | overdue, output_field=BooleanField()),
+        waiting=ExpressionWrapper(waiting(), output_field=BooleanField()),
+    )
+
+
+def _response_rows(scope: Scope) -> list[tuple[str, object, dict]]:
+    """(grouping, key, figures) for every group of the cohort that has conversations.
+
+    Usernames are joined to the few groups, not to the cohort's rows."""
+    judged_sql, params = _judged(scope).query.sql_with_params()
+    users = connection.ops.quote_name(get_user_model()._meta.db_table)
+    if _is_postgresql():
+        sql = f"""
+            SELECT g.*, u.username FROM (
+                SELECT GROUPING(c.channel), GROUPING(c.priority), GROUPING(c.assignee_id),
+                       c.channel, c.priority, c.assignee_id, {_RESPONSE_COUNTS},
+                       percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY c.took)
+                FROM ({judged_sql}) AS c
+                GROUP BY GROUPING SETS ((), (c.channel), (c.priority), (c.assignee_id))
+            ) AS g LEFT JOIN {users} u ON u.id = g.assignee_id
+        """  # noqa: S608 - SQL fragments are constants; values are parameters
+        rows = []
+        for row in _fetch(sql, list(params)):
+            no_channel, no_priority, no_person, channel, priority, _person = row[:6]
+            values = dict(zip(_COUNT_NAMES, row[6:11], strict=True))
+            # Both percentiles from one sort; NULL (not an array of NULLs) when none answered.
+            values["median"], values["p90"] = (_seconds(value) for value in row[11] or (None, None))
+            if not no_channel:
+                rows.append((BY_CHANNEL, channel, values))
+            elif not no_priority:
+                rows.append((BY_PRIORITY, priority, values))
+            elif not no_person:
+                rows.append((BY_PERSON, row[12], values))
+            else:
+                rows.append((OVERALL, "", values))
+        return rows
+    # SQLite: the finest groups, each with its durations (Django's `took` is microseconds
+    # there); Python adds them up.
+    sql = f"""
+        SELECT c.channel, c.priority, u.username, {_RESPONSE_COUNTS},
+               group_concat(c.took / 1000000.0)
+        FROM ({judged_sql}) AS c LEFT JOIN {users} u ON u.id = c.assignee_id
+        GROUP BY c.channel, c.priority, c.assignee_id
+    """  # noqa: S608 - SQL fragments are constants; values are parameters
+    groups: dict[tuple[str, object], dict] = {}
+    for channel, priority, username, *counts, text in _fetch(sql, list(params)):
+        for key in ((OVERALL, ""), (BY_CHANNEL, channel), (BY_PRIORITY, priority)) + (
+            (BY_PERSON, username or ""),
+        ):
+            group = groups.setdefault(key, dict.fromkeys(_COUNT_NAMES, 0) | {"durations": []})
+            for name, count in zip(_COUNT_NAMES, counts, strict=True):
+                group[name] += count
+            group["durations"].extend(_durations(text))
+    rows = []
+    for (grouping, key), values in groups.items():
+        durations = values.pop("durations")
+        values["median"], values["p90"] = percentile(durations, 0.5), percentile(durations, 0.9)
+        rows.append((grouping, key, values))
+    return rows
+
+
+# Workload -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PersonLoad:
+    username: str  # "" = unassigned
+    by_stage: dict[str, int]  # stage → open (not closed) conversations; every stage present
+    total: int
+
+
+@dataclass(frozen=True)
+class BacklogPoint:
+    taken_at: datetime
+    open: int
+    unassigned: int
+
+
+@dataclass(frozen=True)
+class Workload:
+    people: list[PersonLoad]  # busiest first; the unassigned row last
+    backlog: list[BacklogPoint]  # BacklogSnapshot rows in [start, end), at most BACKLOG_POINTS
+
+
+BACKLOG_POINTS = 200
+
+
+def workload(scope: Scope) -> Workload:
+    """Who carries what now, and the unassigned backlog over the period. Two queries.
+
+    - **people**: the conversations not closed (open or snoozed) now, whenever received,
+      per assignee and stage; the channel filter applies, the period does not. Busiest
+      first, then by username; the unassigned row last. With a person chosen: that
+      person's row only (with zeros when they have none), and no unassigned row.
+    - **backlog**: the BacklogSnapshot rows taken in [start, end), oldest first. When there
+      are more than BACKLOG_POINTS the database keeps every k-th, counting back from the
+      latest (always kept), k = ⌈rows / BACKLOG_POINTS⌉.
+    """
+    conversations = Conversation.objects.exclude(state=State.CLOSED)
+    if scope.channel:
+        conversations = conversations.filter(channel=scope.channel)
+    if scope.assignee_id is not None:
+        conversations = conversations.filter(assignee_id=scope.assignee_id)
+    # Grouped on the conversations' own columns (the index conv_open_load), then joined to
+    # the few people: joining a million rows to their assignee first would cost more.
+    grouped_sql, params = (
+        conversations.values("assignee_id", "stage")
+        .annotate(conversations=Count("*"))
+        .order_by()
+        .query.sql_with_params()
+    )
+    users = connection.ops.quote_name(get_user_model()._meta.db_table)
+    if scope.assignee_id is None:
+        sql = f"""
+            SELECT u.username, g.stage, g.conversations
+            FROM ({grouped_sql}) AS g LEFT JOIN {users} u ON u.id = g.assignee_id
+        """  # noqa: S608 - SQL fragments are constants; values are parameters
+    else:
+        # From the person, so that their row is there even with nothing open.
+        sql = f"""
+            SELECT u.username, g.stage, g.conversations
+            FROM {users} u LEFT JOIN ({grouped_sql}) AS g ON g.assignee_id = u.id
+            WHERE u.id = %s
+        """  # noqa: S608 - SQL fragments are constants; values are parameters
+        params = (*params, scope.assignee_id)
+    loads: dict[str, dict[str, int]] = {}
+    for username, stage, count in _fetch(sql, list(params)):
+        by_stage = loads.setdefault(username or "", dict.fromkeys(Stage.values, 0))
+        if stage is not None:
+            by_stage[stage] = count
+    people = sorted(
+        (PersonLoad(name, by_stage, sum(by_stage.values())) for name, by_stage in loads.items()),
+        key=lambda load: (load.username == "", -load.total, load.username),
+    )
+    return Workload(people=people, backlog=_backlog(scope))
+
+
+def _backlog(scope: Scope) -> list[BacklogPoint]:
+    snapshots = BacklogSnapshot.objects.filter(taken_at__gte=scope.start, taken_at__lt=scope.end)
+    rows = (
+        snapshots.annotate(
+            from_latest=Window(RowNumber(), order_by=F("taken_at").desc()),
+            taken=Window(Count("pk")),
+        )
+        .annotate(
+            # The k of the docstring, and each row's distance in rows from the latest.
+            offset=Mod(
+                F("from_latest") - 1,
+                (F("taken") + (BACKLOG_POINTS - 1)) / BACKLOG_POINTS,
+                output_field=IntegerField(),
+            )
+        )
+        .filter(offset=0)
+        .order_by("taken_at")
+        .values_list("taken_at", "open", "unassigned")
+    )
+    return [BacklogPoint(taken_at, open_, unassigned) for taken_at, open_, unassigned in rows]
+
+
+# Feedback -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TicketDemand:
+    ticket_id: int
+    title: str
+    status: str
+    demand: int  # distinct contacts linked
+    told: int  # distinct contacts told (FeedbackLink.told_at)
+
+
+@dataclass(frozen=True)
+class FeedbackFigures:
+    opened: int  # tickets created in the period
+    shipped: int  # tickets whose status changed to shipped in the period
+    declined: int  # tickets whose status changed to declined in the period
+    top: list[TicketDemand]  # the TOP_TICKETS most demanded, demand desc
+    told_after_ship: int  # people told, over the tickets shipped in the period
+    to_tell_after_ship: int  # people still to tell, over the same tickets
+
+
+TOP_TICKETS = 10
+
+
+def feedback_figures(scope: Scope) -> FeedbackFigures:
+    """What the conversations turned into. Two queries.
+
+    The tickets counted are those not merged into another (a merged ticket is a signpost to
+    the kept one, as on the board) and, when a channel is chosen, with evidence from a
+    conversation of that channel (as the board's channel filter). The person filter does
+    not apply: tickets are the product team's, not a community manager's.
+
+    - **opened**: created in [start, end).
+    - **shipped / declined**: a TICKET_STATUS_CHANGED Event to that status in [start, end)
+      (a ticket counts once however often it moved there).
+    - **top**: the most demanded with evidence (from the channel, when chosen), in the
+      board's order (demand = distinct people linked, from any channel; told = distinct
+      people told), whatever their status and age.
+    - **told / to tell after ship**: over the tickets shipped in the period, each person
+      once per ticket: those with a link marked told, and those without.
+    """
+    tickets = FeedbackTicket.objects.filter(merged_into__isnull=True)
+    evidence = FeedbackLink.objects.filter(ticket=OuterRef("pk"))
+    if scope.channel:
+        evidence = evidence.filter(conversation__channel=scope.channel)
+        tickets = with_evidence = tickets.filter(Exists(evidence))
+    else:
+        with_evidence = tickets.filter(Exists(evidence))
+
+    def moved_to(status: str) -> Exists:
+        return Exists(
+            Event.objects.filter(
+                ticket=OuterRef("pk"),
+                kind=EventKind.TICKET_STATUS_CHANGED,
+                data__to=status,
+                created_at__gte=scope.start,
+                created_at__lt=scope.end,
+            )
+        )
+
+    def people(links: QuerySet) -> Subquery:
+        return Subquery(
+            links.filter(ticket=OuterRef("pk"))
+            .order_by()
+            .values("ticket")
+            .annotate(people=Count("conversation__contact", distinct=True))
+            .values("people"),
+            output_field=IntegerField(),
+        )
+
+    shipped = moved_to(TicketStatus.SHIPPED)
+    counts = tickets.aggregate(
+        opened=Count("pk", filter=Q(created_at__gte=scope.start, created_at__lt=scope.end)),
+        shipped=Count("pk", filter=shipped),
+        declined=Count("pk", filter=moved_to(TicketStatus.DECLINED)),
+        demand=Coalesce(Sum(people(FeedbackLink.objects.all()), filter=shipped), Value(0)),
+        told=Coalesce(
+            Sum(people(FeedbackLink.objects.filter(told_at__isnull=False)), filter=shipped),
+            Value(0),
+        ),
+    )
+    top = (
+        with_evidence.values("pk", "title", "status")
+        .annotate(
+            demand=Count("links__conversation__contact", distinct=True),
+            told=Count(
+                "links__conversation__contact",
+                filter=Q(links__told_at__isnull=False),
+                distinct=True,
+            ),
+            latest_evidence_at=Max("links__created_at"),
+        )
+        .order_by(*TICKET_RANK)[:TOP_TICKETS]
+    )
+    return FeedbackFigures(
+        opened=counts["opened"],
+        shipped=counts["shipped"],
+        declined=counts["declined"],
+        top=[
+            TicketDemand(row["pk"], row["title"], row["status"], row["demand"], row["told"])
+            for row in top
+        ],
+        told_after_ship=counts["told"],
+        to_tell_after_ship=counts["demand"] - counts["told"],
+    )
