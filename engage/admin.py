@@ -42,6 +42,7 @@ from engage.models import (
     Message,
     Note,
     Notification,
+    ResponseTarget,
     RoutingRule,
     Source,
     Tag,
@@ -51,6 +52,7 @@ from engage.services import bulk as bulk_services
 from engage.services import conversations as conversation_services
 from engage.services import feedback as feedback_services
 from engage.services import sources as source_services
+from engage.services import targets as target_services
 from engage.services import tokens as token_services
 
 User = get_user_model()
@@ -612,6 +614,45 @@ class RoutingRuleAdmin(admin.ModelAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
+# First-response targets: saved through the service, which moves the due times.
+
+
+@admin.register(ResponseTarget)
+class ResponseTargetAdmin(ServiceAdmin):
+    """One row per priority that staff changed (the others use the defaults of
+    settings.ENGAGE_FIRST_RESPONSE_HOURS). Saving calls engage.services.targets.set_target,
+    so conversations still waiting at that priority get their new due time at once; the
+    same form is on the /targets/ page."""
+
+    list_display = ("priority", "minutes", "updated_by", "updated_at")
+    list_select_related = ("updated_by",)
+    ordering = ("-priority",)
+    fields = ("priority", "minutes", "updated_by", "updated_at")
+
+    def get_readonly_fields(self, request, obj=None):
+        # The priority is the row's key: chosen once.
+        return ("priority", "updated_by", "updated_at") if obj else ("updated_by", "updated_at")
+
+    def has_delete_permission(self, request, obj=None):
+        # Deleting would fall back to the default without moving any due time: change it.
+        return False
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        priority = obj.priority if change else data["priority"]
+
+        def save():
+            target = target_services.set_target(
+                priority, actor=request.user, minutes=data["minutes"]
+            )
+            # The admin goes on with `obj` (history entry, redirect): make it the stored row.
+            obj.pk, obj.minutes = target.pk, target.minutes
+            obj._state.adding = False
+            obj._state.db = target._state.db
+
+        self.call_service(request, save)
+
+
 # Conversations: read-only fields, changes through actions.
 
 
@@ -685,6 +726,7 @@ CYCLE_FIELDS = (
     "priority",
     "first_response_due_at",
     "first_response_at",
+    "sla_state",
     "version",
 )
 
@@ -702,6 +744,7 @@ class ConversationAdmin(ServiceAdmin):
         "priority",
         "assignee",
         "first_response_due_at",
+        "sla_state",
         "needs_follow_up",
     )
     list_display_links = ("id", "short_text")
@@ -709,6 +752,7 @@ class ConversationAdmin(ServiceAdmin):
         "stage",
         "state",
         "priority",
+        "sla_state",
         "channel",
         "needs_follow_up",
         AssigneeFilter,

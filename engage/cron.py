@@ -7,3 +7,4 @@ from engage import tasks
 
 cron.register(tasks.poll_due_feeds, queue_name="default", interval=60)
 cron.register(tasks.sweep_unenriched, queue_name="default", interval=60)
+cron.register(tasks.check_slas, queue_name="default", interval=60)

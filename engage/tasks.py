@@ -213,3 +213,15 @@ def poll_feed(source_id: int):
     from engage.services import sources
 
     return sources.poll(source_id)
+
+
+# SLAs ------------------------------------------------------------------------------------
+
+
+def check_slas():
+    """Flag conversations about to miss (or past) their first-response target, raise new
+    breaches one priority level, notify, and take the hourly backlog snapshot. Scheduled
+    every minute (engage/cron.py); idempotent (see engage.services.sla)."""
+    from engage.services import sla
+
+    return sla.check()
