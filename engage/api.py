@@ -15,7 +15,7 @@ Every error is JSON `{"detail": ...}`:
 
 import logging
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from django.conf import settings
@@ -36,7 +36,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import APIKeyCookie, HttpBearer
 from pydantic import AfterValidator, AwareDatetime, ConfigDict, StringConstraints
 
-from engage import permissions, queries, workflow
+from engage import metrics, permissions, queries, workflow
 from engage.choices import (
     Channel,
     Direction,
@@ -1077,6 +1077,258 @@ def poll_source(request, source_id: int):
     _source_or_404(source_id)
     source = source_services.poll_now(source_id, actor=request.auth)
     return Status(202, _source(source))
+
+
+# Dashboard --------------------------------------------------------------------------------
+# The figures of /dashboard/ (engage.metrics) for the same query string. Everyone with a role
+# reads them. Durations are in seconds, shares from 0 to 1; null where there is no data.
+
+
+class DashboardFilters(Schema):
+    period: Literal["7d", "30d", "90d"] | None = Field(
+        None, description="The days up to now (default `30d`). Dates win over it."
+    )
+    start: date | None = Field(
+        None, description="With `end`: from the start of this day (site's time zone)."
+    )
+    end: date | None = Field(None, description="With `start`: to the end of this day.")
+    channel: Channel | None = None
+    assignee: Username | None = Field(
+        None, description="A team member's username: the conversations assigned to them now."
+    )
+
+
+class ScopeOut(Schema):
+    start: datetime = Field(description="The period is [start, end).")
+    end: datetime
+    channel: Channel | None
+    assignee: str | None
+
+
+class FunnelStepOut(Schema):
+    stage: Stage
+    reached: int = Field(description="Conversations received in the period that reached it.")
+    conversion: float | None = Field(
+        description="reached / the previous step's reached; null for listen or after 0."
+    )
+    median_seconds: float | None = Field(description="Median time spent in the step.")
+
+
+class RestartReasonOut(Schema):
+    reason: str
+    count: int
+
+
+class FunnelOut(Schema):
+    steps: list[FunnelStepOut]
+    restarts: int = Field(description="Restarts to listen in the period.")
+    restart_reasons: list[RestartReasonOut] = Field(description="Most frequent first.")
+
+
+class ResponseFiguresOut(Schema):
+    label: str = Field(
+        description="The channel, priority key or username of the group; "
+        "empty for the overall figures and for the unassigned conversations."
+    )
+    conversations: int
+    answered: int
+    median_seconds: float | None = Field(description="Median time to the first response.")
+    p90_seconds: float | None = Field(description="90th percentile of the same.")
+    within_target: int = Field(description="Answered by their first-response due time.")
+    breached: int = Field(description="Answered late, or still waiting past the due time.")
+    share_within_target: float | None = Field(
+        description="within_target / (within_target + breached); null when none is due yet."
+    )
+
+
+class WaitingOut(Schema):
+    id: int
+    channel: Channel
+    priority: PriorityKey
+    stage: Stage
+    state: State
+    assignee: str | None
+    contact: Contact
+    text: str
+    received_at: datetime
+    first_response_due_at: datetime
+    sla_state: Literal["", "at_risk", "breached"]
+
+
+class ResponsivenessOut(Schema):
+    overall: ResponseFiguresOut
+    by_channel: list[ResponseFiguresOut] = Field(description="Most conversations first.")
+    by_priority: list[ResponseFiguresOut] = Field(description="Urgent first.")
+    by_person: list[ResponseFiguresOut] = Field(description='Unassigned (label "") last.')
+    waiting: list[WaitingOut] = Field(
+        description="Still waiting for a first response (not closed), oldest first; the first few."
+    )
+    waiting_count: int
+
+
+class PersonLoadOut(Schema):
+    assignee: str | None = Field(description="A username; null for the unassigned ones.")
+    by_stage: dict[Stage, int] = Field(description="Open or snoozed conversations now.")
+    total: int
+
+
+class BacklogPointOut(Schema):
+    taken_at: datetime
+    open: int
+    unassigned: int
+
+
+class WorkloadOut(Schema):
+    people: list[PersonLoadOut]
+    backlog: list[BacklogPointOut] = Field(description="Hourly snapshots in the period.")
+
+
+class TicketDemandOut(Schema):
+    id: int
+    title: str
+    status: TicketStatus
+    demand: int = Field(description="Distinct people who asked.")
+    told: int = Field(description="Distinct people told.")
+
+
+class FeedbackFiguresOut(Schema):
+    opened: int
+    shipped: int
+    declined: int
+    top: list[TicketDemandOut] = Field(description="The most demanded tickets.")
+    told_after_ship: int = Field(description="People told, over the tickets shipped.")
+    to_tell_after_ship: int = Field(description="People still to tell, over the same.")
+
+
+class DashboardOut(Schema):
+    scope: ScopeOut
+    funnel: FunnelOut
+    responsiveness: ResponsivenessOut
+    workload: WorkloadOut
+    feedback: FeedbackFiguresOut
+
+
+def _response_figures(figures: metrics.ResponseFigures) -> dict:
+    return {
+        "label": figures.label,
+        "conversations": figures.conversations,
+        "answered": figures.answered,
+        "median_seconds": figures.median_seconds,
+        "p90_seconds": figures.p90_seconds,
+        "within_target": figures.within_target,
+        "breached": figures.breached,
+        "share_within_target": figures.share_within_target,
+    }
+
+
+def _waiting(conversation: Conversation) -> dict:
+    """Expects the contact and assignee joined (engage.metrics.responsiveness does)."""
+    contact = conversation.contact
+    return {
+        "id": conversation.pk,
+        "channel": conversation.channel,
+        "priority": Priority(conversation.priority).key,
+        "stage": conversation.stage,
+        "state": conversation.state,
+        "assignee": _username(conversation.assignee),
+        "contact": {
+            "id": contact.pk,
+            "handle": contact.handle,
+            "name": contact.name,
+            "url": contact.profile_url,
+        },
+        "text": conversation.text,
+        "received_at": conversation.received_at,
+        "first_response_due_at": conversation.first_response_due_at,
+        "sla_state": conversation.sla_state,
+    }
+
+
+@api.get("/dashboard", response={200: DashboardOut, **ERRORS}, tags=["dashboard"])
+def dashboard(request, filters: Query[DashboardFilters]):
+    """The funnel, responsiveness, workload and feedback figures of /dashboard/ for a period
+    (`period`, or `start` and `end`), a channel and a team member. The funnel and the
+    response figures are about the conversations received in the period; the workload is
+    now; the backlog is the hourly snapshots of the period."""
+    _viewer(request)
+    params = {
+        name: value if isinstance(value, str) else value.isoformat()
+        for name, value in (
+            ("period", filters.period),
+            ("start", filters.start),
+            ("end", filters.end),
+            ("channel", filters.channel),
+            ("assignee", filters.assignee),
+        )
+        if value
+    }
+    scope = metrics.scope_from(params)
+    funnel = metrics.funnel(scope)
+    responsiveness = metrics.responsiveness(scope)
+    workload = metrics.workload(scope)
+    feedback = metrics.feedback_figures(scope)
+    return {
+        "scope": {
+            "start": scope.start,
+            "end": scope.end,
+            "channel": scope.channel or None,
+            "assignee": params.get("assignee"),
+        },
+        "funnel": {
+            "steps": [
+                {
+                    "stage": step.stage,
+                    "reached": step.reached,
+                    "conversion": step.conversion,
+                    "median_seconds": step.median_seconds,
+                }
+                for step in funnel.steps
+            ],
+            "restarts": funnel.restarts,
+            "restart_reasons": [
+                {"reason": reason, "count": count} for reason, count in funnel.restart_reasons
+            ],
+        },
+        "responsiveness": {
+            "overall": _response_figures(responsiveness.overall),
+            "by_channel": [_response_figures(row) for row in responsiveness.by_channel],
+            "by_priority": [_response_figures(row) for row in responsiveness.by_priority],
+            "by_person": [_response_figures(row) for row in responsiveness.by_person],
+            "waiting": [_waiting(conversation) for conversation in responsiveness.waiting],
+            "waiting_count": responsiveness.waiting_count,
+        },
+        "workload": {
+            "people": [
+                {
+                    "assignee": person.username or None,
+                    "by_stage": person.by_stage,
+                    "total": person.total,
+                }
+                for person in workload.people
+            ],
+            "backlog": [
+                {"taken_at": point.taken_at, "open": point.open, "unassigned": point.unassigned}
+                for point in workload.backlog
+            ],
+        },
+        "feedback": {
+            "opened": feedback.opened,
+            "shipped": feedback.shipped,
+            "declined": feedback.declined,
+            "top": [
+                {
+                    "id": ticket.ticket_id,
+                    "title": ticket.title,
+                    "status": ticket.status,
+                    "demand": ticket.demand,
+                    "told": ticket.told,
+                }
+                for ticket in feedback.top
+            ],
+            "told_after_ship": feedback.told_after_ship,
+            "to_tell_after_ship": feedback.to_tell_after_ship,
+        },
+    }
 
 
 # Feedback ---------------------------------------------------------------------------------

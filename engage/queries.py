@@ -42,6 +42,7 @@ from engage.choices import (
     EventKind,
     Priority,
     Sentiment,
+    SlaState,
     Stage,
     State,
     TicketStatus,
@@ -78,6 +79,13 @@ class QueueFilter:
     q: str = ""
     sort: str = "due"
     errors: dict[str, str] = field(default_factory=dict)
+    # Received in [received_from, received_to): the dashboard's period, as aware datetimes.
+    received_from: datetime | None = None
+    received_to: datetime | None = None
+    # A stage the conversation has reached in any cycle (listen: every conversation).
+    reached: str | None = None
+    answered: bool | None = None  # has a first response (or not yet)
+    sla: str | None = None  # where a waiting one stands against its target: SlaState
 
 
 @dataclass
@@ -102,6 +110,10 @@ def _text_search(queryset: QuerySet, q: str) -> QuerySet:
     return queryset.filter(text__icontains=q)
 
 
+# A state filter of its own: open or snoozed, what the dashboard's workload counts.
+NOT_CLOSED = "not_closed"
+
+
 def waiting() -> Q:
     """Not answered yet and not closed: the condition of the partial index conv_unanswered."""
     return Q(first_response_at__isnull=True) & ~Q(state=State.CLOSED)
@@ -114,7 +126,9 @@ def filter_conversations(queryset: QuerySet, filters: QueueFilter, *, user) -> Q
                 _("“%(value)s” is not a stage.") % {"value": filters.stage}, field="stage"
             )
         queryset = queryset.filter(stage=filters.stage)
-    if filters.state:
+    if filters.state == NOT_CLOSED:
+        queryset = queryset.exclude(state=State.CLOSED)
+    elif filters.state:
         if filters.state not in State.values:
             raise InvalidInput(
                 _("“%(value)s” is not a state.") % {"value": filters.state}, field="state"
@@ -166,6 +180,50 @@ def filter_conversations(queryset: QuerySet, filters: QueueFilter, *, user) -> Q
         queryset = queryset.filter(needs_follow_up=filters.follow_up)
     if filters.q.strip():
         queryset = _text_search(queryset, filters.q.strip())
+    return _filter_dashboard_figures(queryset, filters)
+
+
+# The filters behind the dashboard's figures: each figure links to the queue of the
+# conversations it counts.
+SLA_FILTERS = (SlaState.AT_RISK, SlaState.BREACHED)
+
+
+def reached_stage(stage: str) -> Q:
+    """Conversations that have reached `stage` in any cycle: moved into it (a stage_changed
+    Event), or in it now. Every conversation starts in listen, so all have reached it."""
+    if stage == Stage.LISTEN:
+        return Q()
+    moved_in = Event.objects.filter(
+        conversation=OuterRef("pk"), kind=EventKind.STAGE_CHANGED, to_stage=stage
+    )
+    return Q(stage=stage) | Q(Exists(moved_in))
+
+
+def _filter_dashboard_figures(queryset: QuerySet, filters: QueueFilter) -> QuerySet:
+    if filters.received_from is not None:
+        queryset = queryset.filter(received_at__gte=filters.received_from)
+    if filters.received_to is not None:
+        queryset = queryset.filter(received_at__lt=filters.received_to)
+    if filters.reached:
+        if filters.reached not in Stage.values:
+            raise InvalidInput(
+                _("“%(value)s” is not a stage.") % {"value": filters.reached}, field="reached"
+            )
+        queryset = queryset.filter(reached_stage(filters.reached))
+    if filters.answered:
+        queryset = queryset.filter(first_response_at__isnull=False)
+    elif filters.answered is False:
+        # Not answered yet means still waiting: a conversation closed without an answer
+        # waits for nothing (and waiting() is what the partial index conv_unanswered serves).
+        queryset = queryset.filter(waiting())
+    if filters.sla:
+        if filters.sla not in SLA_FILTERS:
+            raise InvalidInput(
+                _("“%(value)s” is not a first-response target state: use %(choices)s.")
+                % {"value": filters.sla, "choices": ", ".join(SLA_FILTERS)},
+                field="sla",
+            )
+        queryset = queryset.filter(sla_state=filters.sla)
     return queryset
 
 
@@ -220,9 +278,9 @@ def _due_segments(filters: QueueFilter) -> list[tuple[int, Q]]:
     # Segments a filter makes empty are left out: the planner would otherwise walk a
     # whole index looking for rows that cannot match.
     segments = []
-    if filters.state != State.CLOSED:
+    if filters.state != State.CLOSED and filters.answered is not True:
         segments.append((0, waiting()))
-    if not filters.overdue:
+    if not filters.overdue and filters.answered is not False:
         segments.append((1, Q(first_response_at__isnull=False) | Q(state=State.CLOSED)))
     return segments
 

@@ -1,6 +1,15 @@
 """The pages' addresses. Each views module lists its own, so pages can grow apart."""
 
-from engage.views import conversation, feedback, notifications, queue, saved_replies, sources
+from engage.views import (
+    conversation,
+    dashboard,
+    feedback,
+    notifications,
+    queue,
+    saved_replies,
+    sources,
+    targets,
+)
 
 urlpatterns = [
     *queue.urlpatterns,
@@ -9,4 +18,6 @@ urlpatterns = [
     *saved_replies.urlpatterns,
     *notifications.urlpatterns,
     *sources.urlpatterns,
+    *dashboard.urlpatterns,
+    *targets.urlpatterns,
 ]

@@ -1,12 +1,16 @@
 """Forms of the queue page: its filters (GET), bulk actions and saved views (POST)."""
 
+from datetime import datetime, time, timedelta
+
 from django import forms
 from django.http import QueryDict
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from engage import queries
-from engage.choices import Channel, Priority, ReplyLanguage, Sentiment, State
+from engage.choices import Channel, Priority, ReplyLanguage, Sentiment, SlaState, Stage, State
 from engage.forms.conversation import offer_managers
 from engage.services import bulk
 
@@ -18,6 +22,64 @@ SORT_CHOICES = [
     ("priority", _("Highest priority")),
 ]
 FOLLOW_UP_CHOICES = [("", _("Any")), ("yes", _("Needs follow-up")), ("no", _("No follow-up"))]
+# "no" is "still waiting": not answered and not closed.
+ANSWERED_CHOICES = [("", _("Any")), ("yes", _("Answered")), ("no", _("Waiting for an answer"))]
+SLA_CHOICES = [
+    ("", _("Any")),
+    *((state.value, state.label) for state in (SlaState.AT_RISK, SlaState.BREACHED)),
+]
+REACHED_CHOICES = [("", _("Any stage")), *Stage.choices]
+
+
+class DayOrTimeInput(forms.DateInput):
+    """A date picker; a link may carry an exact time instead (the dashboard's rolling
+    periods), which a date picker cannot show: that value is shown as text, kept as is."""
+
+    input_type = "date"
+
+    def format_value(self, value):
+        return value or None
+
+    def get_context(self, name, value, attrs):
+        context = super().get_context(name, value, attrs)
+        if value and parse_date(str(value)) is None:
+            context["widget"]["type"] = "text"
+        return context
+
+
+class ReceivedField(forms.CharField):
+    """A bound of the time received: a day (YYYY-MM-DD, in the site's time zone) or an
+    exact time (ISO 8601). The range is [from, to): a day as `to` includes that whole day,
+    an exact time as `to` is the first instant left out."""
+
+    widget = DayOrTimeInput
+
+    def __init__(self, *, end: bool, **kwargs):
+        self.end = end
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("max_length", 40)
+        super().__init__(**kwargs)
+
+    def clean(self, value) -> datetime | None:
+        text = (super().clean(value) or "").strip()
+        if not text:
+            return None
+        try:
+            day = parse_date(text)
+            moment = None if day else parse_datetime(text)
+        except ValueError:
+            day = moment = None
+        if day is not None:
+            if self.end:
+                day += timedelta(days=1)
+            moment = timezone.make_aware(datetime.combine(day, time.min))
+        elif moment is not None and timezone.is_naive(moment):
+            moment = timezone.make_aware(moment)
+        if moment is None or not queries.EARLIEST <= moment <= queries.LATEST:
+            raise forms.ValidationError(
+                gettext("“%(value)s” is not a date (YYYY-MM-DD).") % {"value": text[:40]}
+            )
+        return moment
 
 
 # The languages offered in the filter; a link may name any other code.
@@ -50,7 +112,13 @@ class QueueFilterForm(forms.Form):
     state = forms.CharField(
         label=_("State"),
         required=False,
-        widget=forms.Select(choices=[("", _("Any state")), *State.choices]),
+        widget=forms.Select(
+            choices=[
+                ("", _("Any state")),
+                *State.choices,
+                (queries.NOT_CLOSED, _("Open or snoozed")),
+            ]
+        ),
     )
     assignee = forms.CharField(label=_("Assignee"), required=False)
     channel = forms.CharField(
@@ -81,6 +149,23 @@ class QueueFilterForm(forms.Form):
         label=_("Follow-up"),
         required=False,
         widget=forms.Select(choices=FOLLOW_UP_CHOICES),
+    )
+    received_from = ReceivedField(label=_("Received from"), end=False)
+    received_to = ReceivedField(label=_("Received to"), end=True)
+    reached = forms.CharField(
+        label=_("Reached"),
+        required=False,
+        widget=forms.Select(choices=REACHED_CHOICES),
+    )
+    answered = forms.CharField(
+        label=_("Answered"),
+        required=False,
+        widget=forms.Select(choices=ANSWERED_CHOICES),
+    )
+    sla = forms.CharField(
+        label=_("Response target"),
+        required=False,
+        widget=forms.Select(choices=SLA_CHOICES),
     )
     overdue = forms.BooleanField(label=_("Overdue only"), required=False)
     sort = forms.CharField(
@@ -120,6 +205,21 @@ class QueueFilterForm(forms.Form):
             )
         return {"": None, "yes": True, "no": False}[value]
 
+    def clean_answered(self) -> bool | None:
+        value = self.cleaned_data["answered"]
+        if value not in {"", "yes", "no"}:
+            raise forms.ValidationError(
+                gettext("Answered is “yes”, “no” or empty, not “%(value)s”.") % {"value": value}
+            )
+        return {"": None, "yes": True, "no": False}[value]
+
+    def clean(self):
+        data = super().clean()
+        start, end = data.get("received_from"), data.get("received_to")
+        if start is not None and end is not None and start >= end:
+            self.add_error("received_to", gettext("“Received to” must come after “from”."))
+        return data
+
     def queue_filter(self) -> queries.QueueFilter:
         data = self.cleaned_data
         return queries.QueueFilter(
@@ -135,6 +235,11 @@ class QueueFilterForm(forms.Form):
             follow_up=data["follow_up"],
             q=data["q"],
             sort=data["sort"] or "due",
+            received_from=data["received_from"],
+            received_to=data["received_to"],
+            reached=data["reached"] or None,
+            answered=data["answered"],
+            sla=data["sla"] or None,
         )
 
 
