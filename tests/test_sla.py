@@ -276,6 +276,14 @@ def test_old_due_times_are_swept_by_the_first_run_of_each_hour(manager):
     assert notices(manager) == []  # breached three days ago: not news
 
 
+def test_a_sweep_can_be_asked_for_to_catch_up_at_once(manager):
+    sla.check(T0)
+    old = waiting(due=T0 - timedelta(days=30))
+
+    assert sla.check(T0, sweep=True).breached == 1
+    assert fresh(old).sla_state == SlaState.BREACHED
+
+
 # Notices -----------------------------------------------------------------------------------
 
 

@@ -366,8 +366,10 @@ def notice_text(conversation: Conversation, now: datetime) -> tuple[str, str]:
 
 def send_notices(now: datetime | None = None, windows: dict[int, timedelta] | None = None) -> int:
     """Create the notices still owed for flagged conversations (and email them when
-    ENGAGE_EMAIL_NOTIFICATIONS is on); returns how many were created. At most NOTICE_LIMIT,
-    never splitting one conversation's recipients between two runs."""
+    ENGAGE_EMAIL_NOTIFICATIONS is on); returns how many were created. About NOTICE_LIMIT at
+    most: the cap is checked between conversations, so that all the people told of one
+    conversation are told in the same run. Anyone missed (a mail that failed and raised)
+    is still owed their notice, and a later run sends it."""
     now = now or timezone.now()
     if windows is None:
         windows = {p: warning_window(t) for p, t in response_targets().items()}
