@@ -1,6 +1,10 @@
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import django_rq
 import pytest
 from django.conf import settings
+from django.db import connections
 from django.utils import translation
 from rq import SimpleWorker
 
@@ -96,3 +100,20 @@ def work(queue) -> None:
     """Run every queued job in this process (jobs ran inline already when there is no Redis)."""
     if queue.is_async:
         SimpleWorker([queue], connection=queue.connection).work(burst=True)
+
+
+def run_in_threads(count: int, work):
+    """Run work(i) in `count` threads that start together; return results or exceptions."""
+    barrier = threading.Barrier(count)
+
+    def wrapped(i):
+        try:
+            barrier.wait()
+            return work(i)
+        except Exception as error:  # noqa: BLE001 - the test inspects what each thread got
+            return error
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(wrapped, range(count)))

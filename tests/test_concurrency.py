@@ -1,16 +1,14 @@
 """Concurrency on PostgreSQL: row locks, SKIP LOCKED and versions keep racing users apart."""
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
-from django.db import connection, connections
+from django.db import connection
 
 from engage.choices import EventKind, Stage
 from engage.errors import TransitionNotAllowed, VersionConflict
 from engage.models import Conversation, Event
 from engage.services import conversations as cs
 from tests import factories
+from tests.conftest import run_in_threads
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -19,23 +17,6 @@ pytestmark = [
         reason="row locks and SKIP LOCKED need PostgreSQL; CI runs this with DATABASE_URL set",
     ),
 ]
-
-
-def run_in_threads(count: int, work):
-    """Run work(i) in `count` threads that start together; return results or exceptions."""
-    barrier = threading.Barrier(count)
-
-    def wrapped(i):
-        try:
-            barrier.wait()
-            return work(i)
-        except Exception as error:  # noqa: BLE001 - the test inspects what each thread got
-            return error
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(wrapped, range(count)))
 
 
 def test_eight_claimers_get_distinct_conversations():

@@ -6,7 +6,6 @@ flag. Times are made by hand, and every check runs twice."""
 
 import re
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -23,7 +22,7 @@ from engage.services import sla
 from engage.services.merge import merge
 from engage.services.targets import set_target
 from tests import factories
-from tests.conftest import work
+from tests.conftest import run_in_threads, work
 
 pytestmark = pytest.mark.django_db
 
@@ -522,23 +521,6 @@ def test_a_row_someone_is_changing_is_left_to_the_next_run():
     assert (fresh(busy).sla_state, fresh(free).sla_state) == ("", SlaState.BREACHED)
     assert sla.check(T0).breached == 1
     assert fresh(busy).sla_state == SlaState.BREACHED
-
-
-def run_in_threads(count: int, work):
-    """Run work(i) in `count` threads that start together; return results or exceptions."""
-    barrier = threading.Barrier(count)
-
-    def wrapped(i):
-        try:
-            barrier.wait()
-            return work(i)
-        except Exception as error:  # noqa: BLE001 - the test inspects what each thread got
-            return error
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(wrapped, range(count)))
 
 
 # The queue ---------------------------------------------------------------------------------
