@@ -7,8 +7,10 @@ flag. Times are made by hand, and every check runs twice."""
 import re
 import threading
 from datetime import UTC, datetime, timedelta
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -281,6 +283,24 @@ def test_a_sweep_can_be_asked_for_to_catch_up_at_once(manager):
 
     assert sla.check(T0, sweep=True).breached == 1
     assert fresh(old).sla_state == SlaState.BREACHED
+
+
+def test_the_command_runs_the_check_where_no_scheduler_runs(manager, monkeypatch):
+    # The embedded default has no scheduler: `manage.py check_slas` does one run.
+    monkeypatch.setattr(timezone, "now", lambda: T0)  # every run in the same hour
+    sla.check()  # this hour's sweep is done, before these came
+    conversation = waiting(due=T0 - timedelta(minutes=1), assignee=manager)
+    old = waiting(due=T0 - timedelta(days=30))
+
+    out = StringIO()
+    call_command("check_slas", stdout=out)
+    assert fresh(conversation).sla_state == SlaState.BREACHED
+    assert "1 breached" in out.getvalue()
+    assert fresh(old).sla_state == ""
+
+    call_command("check_slas", "--sweep", stdout=out)
+    assert fresh(old).sla_state == SlaState.BREACHED
+    assert len(notices(manager)) == 1
 
 
 # Notices -----------------------------------------------------------------------------------
