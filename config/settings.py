@@ -117,6 +117,9 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
+    # The dashboard's covering indexes carry INCLUDE columns, which SQLite leaves out: the
+    # indexes work there without them (PostgreSQL reads the figures from the index alone).
+    SILENCED_SYSTEM_CHECKS = ["models.W040"]
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -729,6 +729,16 @@ CYCLE_FIELDS = (
     "sla_state",
     "version",
 )
+# The dashboard funnel's record, kept by the services (Conversation.enter_stage).
+FUNNEL_FIELDS = (
+    "interact_reached_at",
+    "react_reached_at",
+    "sell_reached_at",
+    "time_in_listen",
+    "time_in_interact",
+    "time_in_react",
+    "time_in_sell",
+)
 
 
 @admin.register(Conversation)
@@ -770,6 +780,7 @@ class ConversationAdmin(ServiceAdmin):
     fieldsets = (
         (None, {"fields": CONVERSATION_FIELDS}),
         (_("Cycle"), {"fields": CYCLE_FIELDS}),
+        (_("Funnel"), {"fields": FUNNEL_FIELDS, "classes": ["collapse"]}),
         (_("History"), {"fields": ("related", "history")}),
     )
 
@@ -785,7 +796,13 @@ class ConversationAdmin(ServiceAdmin):
         editable = {"priority"}
         return [
             name
-            for name in (*CONVERSATION_FIELDS, *CYCLE_FIELDS, "related", "history")
+            for name in (
+                *CONVERSATION_FIELDS,
+                *CYCLE_FIELDS,
+                *FUNNEL_FIELDS,
+                "related",
+                "history",
+            )
             if name not in editable
         ]
 

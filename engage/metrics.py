@@ -15,11 +15,11 @@ SQLite (the embedded default) has no such function: there the same queries retur
 durations of each group as one comma-separated text (`group_concat`) and `percentile`
 computes the same interpolation in Python. The number of queries is the same on both.
 
-At a million conversations PostgreSQL answers from indexes alone when these exist: the
-cohort from one leading with (received_at, id) and holding the columns read (conv_cohort),
-the moves between steps from one on the Events (event_moves), the restarts of a period
-from a partial one (event_restarts), the workload from one on the conversations not closed
-(conv_open_load). Without them the same queries read the tables.
+At a million conversations PostgreSQL answers from indexes alone: the cohort from
+conv_cohort, which leads with (received_at, id) and carries every column the funnel and
+responsiveness read (the services keep each conversation's funnel record on its own row,
+so no history is scanned); the restarts of a period from event_restarts; the workload from
+conv_open_load (the conversations not closed). bench/dashboard.py measures it.
 """
 
 import math
@@ -215,92 +215,58 @@ class Funnel:
 
 
 TOP_REASONS = 10
-# The Events that move a conversation from one step to another.
-MOVES = (EventKind.STAGE_CHANGED, EventKind.RESTARTED)
 
 
 def funnel(scope: Scope) -> Funnel:
     """The four steps for the cohort (see the module's docstring). Two queries.
 
+    The services keep each conversation's record as it moves (Conversation.enter_stage),
+    so the figures are aggregates over the cohort's own rows, not over its history:
+
     - **reached**: every conversation of the cohort reached listen; it reached a later step
-      when an Event moved it there (STAGE_CHANGED with that `to_stage`), in any cycle and at
-      any time, also after the period. A conversation in a step now is one of those: every
-      move writes its Event (engage.history), so the Events alone answer.
+      when it first moved there (`<step>_reached_at`), in any cycle and at any time, also
+      after the period.
     - **conversion**: reached / the previous step's reached.
-    - **median time in a step**: each visit of a step is one interval, which the move out of
-      it (STAGE_CHANGED or RESTARTED, whose `from_stage` names the step) closes. It opened
-      at the previous move of the same conversation (LAG over its moves by time, then id),
-      or, for the first visit of listen, when engage stored the conversation (its
-      `created_at`, the time of its CREATED Event; not when the person posted, which may be
-      long before an import). Only closed intervals count: the time spent so far in the
-      current step does not, and a conversation that stays in sell never adds to sell's
-      median. A conversation another was merged into carries both histories, interleaved.
+    - **median time in a step**: over the conversations that have left the step at least
+      once, the time each spent in it (`time_in_<step>`: its visits added up, each from
+      the move into the step — for the first visit of listen, when engage stored the
+      conversation — to the move out of it). The visit under way does not count yet, so a
+      conversation that stays in sell never adds to sell's median. A conversation another
+      was merged into adds the other's times to its own.
     - **restarts**: the RESTARTED Events of the cohort created in the period, and their
       reasons (as written), most frequent first, the first TOP_REASONS.
-
-    The first query reads the cohort's moves in one window pass: the first move into each
-    step is the one where the running count of moves into that step is 1, so no DISTINCT
-    is needed. The second reads the restarts of the period.
     """
-    cohort_sql, cohort_params = cohort(scope).values("id", "created_at").query.sql_with_params()
-    count_sql, count_params = cohort(scope).values("id").query.sql_with_params()
     later = [stage for stage in Stage if stage != Stage.LISTEN]
-    # The parameters go in the order their %s appear in the SQL below.
-    running, reached, medians, params = [], [], [], []
-    for stage in later:
-        running.append(
-            f"COUNT(*) FILTER (WHERE e.kind = %s AND e.to_stage = %s) OVER w AS into_{stage}"
-        )
-        params += [EventKind.STAGE_CHANGED, stage]
-    params += [*cohort_params, *MOVES, *count_params]
-    for stage in later:
-        reached.append(f"COUNT(*) FILTER (WHERE kind = %s AND to_stage = %s AND into_{stage} = 1)")
-        params += [EventKind.STAGE_CHANGED, stage]
-    adapt = connection.ops.adapt_datetimefield_value
-    params += [EventKind.RESTARTED, adapt(scope.start), adapt(scope.end)]
-    for stage in Stage:
-        if _is_postgresql():
-            # Sorting the intervals costs less than turning each into seconds first.
-            medians.append(
-                "percentile_cont(0.5) WITHIN GROUP (ORDER BY left_at - entered_at)"
-                " FILTER (WHERE from_stage = %s)"
-            )
-        else:
-            duration = _seconds_sql("left_at", "entered_at")
-            medians.append(f"group_concat({duration}) FILTER (WHERE from_stage = %s)")
-        params.append(stage)
+    columns = [f"{stage}_reached_at" for stage in later]
+    columns += [f"time_in_{stage}" for stage in Stage]
+    cohort_sql, params = cohort(scope).values(*columns).query.sql_with_params()
+    if _is_postgresql():
+        medians = [
+            f"percentile_cont(0.5) WITHIN GROUP (ORDER BY c.time_in_{stage})" for stage in Stage
+        ]
+    else:  # Django stores a duration as microseconds there.
+        medians = [f"group_concat(c.time_in_{stage} / 1000000.0)" for stage in Stage]
+    reached = [f"COUNT(c.{stage}_reached_at)" for stage in later]
     sql = f"""
-        WITH moves AS (
-            SELECT e.kind, e.from_stage, e.to_stage, e.created_at AS left_at,
-                   LAG(e.created_at, 1, c.created_at) OVER w AS entered_at,
-                   {", ".join(running)}
-            FROM ({cohort_sql}) AS c
-            JOIN {connection.ops.quote_name(Event._meta.db_table)} e ON e.conversation_id = c.id
-            WHERE e.kind IN (%s, %s)
-            WINDOW w AS (
-                PARTITION BY e.conversation_id ORDER BY e.created_at, e.id
-                ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-            )
-        )
-        SELECT (SELECT COUNT(*) FROM ({count_sql}) AS everyone),
-               {", ".join(reached)},
-               COUNT(*) FILTER (WHERE kind = %s AND left_at >= %s AND left_at < %s),
-               {", ".join(medians)}
-        FROM moves
-    """  # noqa: S608 - table names and SQL fragments are constants; values are parameters
-    (row,) = _fetch(sql, params)
-    counts, restarts, medians_found = row[: len(Stage)], row[len(Stage)], row[len(Stage) + 1 :]
+        SELECT COUNT(*), {", ".join(reached)}, {", ".join(medians)} FROM ({cohort_sql}) AS c
+    """  # noqa: S608 - SQL fragments are constants; values are parameters
+    (row,) = _fetch(sql, list(params))
+    counts, medians_found = row[: len(Stage)], row[len(Stage) :]
 
-    reasons = (
-        Event.objects.filter(
-            kind=EventKind.RESTARTED,
-            created_at__gte=scope.start,
-            created_at__lt=scope.end,
-            conversation__in=cohort(scope),
-        )
-        .values_list("reason")
-        .annotate(count=Count("id"))
-        .order_by("-count", "reason")[:TOP_REASONS]
+    # The reasons, with the count of every restart (the window runs before the LIMIT).
+    restarted = Event.objects.filter(
+        kind=EventKind.RESTARTED,
+        created_at__gte=scope.start,
+        created_at__lt=scope.end,
+        conversation__in=cohort(scope).values("pk"),
+    )
+    reasons_sql, params = restarted.values("reason").query.sql_with_params()
+    reasons = _fetch(
+        f"""
+        SELECT r.reason, COUNT(*), SUM(COUNT(*)) OVER () FROM ({reasons_sql}) AS r
+        GROUP BY r.reason ORDER BY 2 DESC, r.reason LIMIT {TOP_REASONS}
+        """,  # noqa: S608 - SQL fragments are constants; values are parameters
+        list(params),
     )
     steps, previous = [], None
     for stage, count, median in zip(Stage, counts, medians_found, strict=True):
@@ -308,7 +274,11 @@ def funnel(scope: Scope) -> Funnel:
         conversion = count / previous if previous else None
         steps.append(FunnelStep(stage.value, count, conversion, median))
         previous = count
-    return Funnel(steps=steps, restarts=restarts, restart_reasons=list(reasons))
+    return Funnel(
+        steps=steps,
+        restarts=int(reasons[0][2]) if reasons else 0,
+        restart_reasons=[(reason, count) for reason, count, _total in reasons],
+    )
 
 
 # Responsiveness -------------------------------------------------------------------------------

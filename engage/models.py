@@ -1,5 +1,7 @@
 """The domain of DESIGN.md. Constraints and indexes live here; business writes live in services."""
 
+from datetime import datetime, timedelta
+
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
@@ -154,6 +156,17 @@ class Conversation(models.Model):
         _("first-response target"), max_length=10, choices=SlaState.choices, blank=True
     )
 
+    # The funnel's record (engage.metrics), kept by enter_stage: when the conversation first
+    # reached each later step (in any cycle), and the time it spent in each step over the
+    # visits it has left (the current visit counts once it ends).
+    interact_reached_at = models.DateTimeField(_("first reached interact"), null=True, blank=True)
+    react_reached_at = models.DateTimeField(_("first reached react"), null=True, blank=True)
+    sell_reached_at = models.DateTimeField(_("first reached sell"), null=True, blank=True)
+    time_in_listen = models.DurationField(_("time spent in listen"), null=True, blank=True)
+    time_in_interact = models.DurationField(_("time spent in interact"), null=True, blank=True)
+    time_in_react = models.DurationField(_("time spent in react"), null=True, blank=True)
+    time_in_sell = models.DurationField(_("time spent in sell"), null=True, blank=True)
+
     # Set when this conversation was merged into another: it then points there, closed.
     merged_into = models.ForeignKey(
         "self",
@@ -214,7 +227,34 @@ class Conversation(models.Model):
         indexes = [
             # The queue's default order (due time) and its keyset.
             models.Index(fields=["first_response_due_at", "id"], name="conv_due"),
-            models.Index(fields=["received_at", "id"], name="conv_received"),
+            # The dashboard's cohort (engage.metrics), read from the index alone on PostgreSQL:
+            # the received range, with every column its figures read.
+            models.Index(
+                fields=["received_at", "id"],
+                name="conv_cohort",
+                include=[
+                    "channel",
+                    "assignee",
+                    "priority",
+                    "state",
+                    "merged_into",
+                    "first_response_at",
+                    "first_response_due_at",
+                    "interact_reached_at",
+                    "react_reached_at",
+                    "sell_reached_at",
+                    "time_in_listen",
+                    "time_in_interact",
+                    "time_in_react",
+                    "time_in_sell",
+                ],
+            ),
+            # The dashboard's workload: who carries what, of the conversations not closed.
+            models.Index(
+                fields=["assignee", "stage", "channel"],
+                name="conv_open_load",
+                condition=~Q(state=State.CLOSED),
+            ),
             models.Index(fields=["stage", "first_response_due_at", "id"], name="conv_stage_due"),
             models.Index(
                 fields=["assignee", "stage", "first_response_due_at", "id"],
@@ -255,10 +295,57 @@ class Conversation(models.Model):
                 name="conv_not_open",
                 condition=~Q(state=State.OPEN),
             ),
+            # The SLA job (engage.services.sla): those still to flag breached, and flags to
+            # clear on conversations answered or closed since.
+            models.Index(
+                fields=["first_response_due_at", "id"],
+                name="conv_sla_unbreached",
+                condition=Q(first_response_at__isnull=True)
+                & ~Q(state=State.CLOSED)
+                & ~Q(sla_state=SlaState.BREACHED),
+            ),
+            models.Index(
+                fields=["first_response_due_at", "id"],
+                name="conv_sla_stale",
+                condition=~Q(sla_state=SlaState.OK)
+                & (Q(first_response_at__isnull=False) | Q(state=State.CLOSED)),
+            ),
         ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.text[:60]}"
+
+    def enter_stage(self, stage: str, now: datetime) -> list[str]:
+        """Move to `stage` at `now` in memory, keeping the funnel's record: the visit of the
+        step being left is added to its time, and the first arrival in a later step is kept.
+        Returns the fields changed, for the caller's save (every move goes through here)."""
+        spent = max(now - self.stage_entered_at, timedelta(0))
+        time_field = f"time_in_{self.stage}"
+        setattr(self, time_field, (getattr(self, time_field) or timedelta(0)) + spent)
+        changed = ["stage", "stage_entered_at", time_field]
+        if stage != Stage.LISTEN and getattr(self, f"{stage}_reached_at") is None:
+            setattr(self, f"{stage}_reached_at", now)
+            changed.append(f"{stage}_reached_at")
+        self.stage, self.stage_entered_at = stage, now
+        return changed
+
+    def absorb_funnel(self, other: "Conversation") -> list[str]:
+        """Take the funnel's record of `other`, merged into this one: the earlier arrival in
+        each step and the times added up. Returns the fields changed."""
+        changed = []
+        for stage in Stage.values[1:]:  # the steps after listen
+            field = f"{stage}_reached_at"
+            theirs, ours = getattr(other, field), getattr(self, field)
+            if theirs is not None and (ours is None or theirs < ours):
+                setattr(self, field, theirs)
+                changed.append(field)
+        for stage in Stage.values:
+            field = f"time_in_{stage}"
+            theirs = getattr(other, field)
+            if theirs is not None:
+                setattr(self, field, (getattr(self, field) or timedelta(0)) + theirs)
+                changed.append(field)
+        return changed
 
     @property
     def priority_key(self) -> str:
@@ -537,6 +624,13 @@ class Event(models.Model):
             models.Index(fields=["conversation", "created_at"], name="event_conversation"),
             models.Index(fields=["ticket", "created_at"], name="event_ticket"),
             models.Index(fields=["conversation", "cycle", "kind"], name="event_cycle_kind"),
+            # The dashboard's restarts of a period.
+            models.Index(
+                fields=["created_at"],
+                name="event_restarts",
+                include=["conversation", "reason"],
+                condition=Q(kind=EventKind.RESTARTED),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -189,14 +189,12 @@ SLA_FILTERS = (SlaState.AT_RISK, SlaState.BREACHED)
 
 
 def reached_stage(stage: str) -> Q:
-    """Conversations that have reached `stage` in any cycle: moved into it (a stage_changed
-    Event), or in it now. Every conversation starts in listen, so all have reached it."""
+    """Conversations that have reached `stage` in any cycle, as the dashboard's funnel counts
+    them (the record Conversation.enter_stage keeps). Every conversation starts in listen,
+    so all have reached it."""
     if stage == Stage.LISTEN:
         return Q()
-    moved_in = Event.objects.filter(
-        conversation=OuterRef("pk"), kind=EventKind.STAGE_CHANGED, to_stage=stage
-    )
-    return Q(stage=stage) | Q(Exists(moved_in))
+    return Q(**{f"{stage}_reached_at__isnull": False})
 
 
 def _filter_dashboard_figures(queryset: QuerySet, filters: QueueFilter) -> QuerySet:

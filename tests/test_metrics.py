@@ -7,10 +7,14 @@ Percentiles are percentile_cont's: the value at rank p × (n − 1) of the sorte
 interpolated linearly between the two nearest.
 """
 
+import importlib
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.apps import apps as django_apps
+from django.db import connection
 from django.utils import timezone
 
 from engage import metrics
@@ -38,21 +42,43 @@ def at(day: int, hour: int, minute: int = 0, second: int = 0) -> datetime:
     return datetime(2026, 3, day, hour, minute, second, tzinfo=UTC)
 
 
+RECORD = [
+    "interact_reached_at",
+    "react_reached_at",
+    "sell_reached_at",
+    "time_in_listen",
+    "time_in_interact",
+    "time_in_react",
+    "time_in_sell",
+]
+
+
 def timeline(conversation, stored: datetime, *moves: datetime) -> None:
     """Move the time engage stored the conversation (and its CREATED Event) to `stored`,
-    and its moves (stage changed, restarted), in the order they were written, to `moves`."""
-    Conversation.objects.filter(pk=conversation.pk).update(created_at=stored)
+    and its moves (stage changed, restarted), in the order they were written, to `moves`.
+    The funnel's record the services kept is rebuilt the way they keep it
+    (Conversation.enter_stage), with the moves at these times."""
     Event.objects.filter(conversation=conversation, kind=EventKind.CREATED).update(
         created_at=stored
     )
     written = list(
         Event.objects.filter(conversation=conversation, kind__in=MOVES)
         .order_by("id")
-        .values_list("pk", flat=True)
+        .values_list("pk", "to_stage")
     )
     assert len(written) == len(moves)
-    for pk, time in zip(written, moves, strict=True):
+    row = Conversation.objects.get(pk=conversation.pk)
+    for field in RECORD:
+        setattr(row, field, None)
+    row.stage, row.stage_entered_at, row.created_at = Stage.LISTEN, stored, stored
+    for (pk, to_stage), time in zip(written, moves, strict=True):
         Event.objects.filter(pk=pk).update(created_at=time)
+        row.enter_stage(to_stage, time)
+    Conversation.objects.filter(pk=row.pk).update(
+        created_at=stored,
+        stage_entered_at=row.stage_entered_at,
+        **{field: getattr(row, field) for field in RECORD},
+    )
 
 
 def times(conversation, *, received, answered=None, due) -> None:
@@ -233,16 +259,18 @@ def test_the_funnel_of_the_week(story, django_assert_num_queries):
 
     # The cohort is A–G: H came a second before START, I at END. C and F are back in listen
     # but reached interact (in cycle 1): they count there.
-    # Time in listen, from when engage stored the conversation (or from a restart) to the
-    # next move: A 600 s, B 1200 and (after its restart) 3600, C 2400, D 3600 (until its
-    # restart), F 300; E, G and the second visits of C, D and F are still in listen. Sorted 300 600 1200 2400 3600 3600: median (1200 + 2400) / 2 = 1800.
+    # Time in listen, each conversation's visits that ended added up, from when engage
+    # stored it (or from a restart) to the next move: A 600 s, B 1200 + 3600 (after its
+    # restart) = 4800, C 2400, D 3600 (until its restart), F 300; E and G never left listen,
+    # and the second visits of C, D and F are under way. Sorted 300 600 2400 3600 4800:
+    # median 2400.
     # Interact: A 3600, B 5400 (09:20 → 10:50), C 6 days = 518400 (until its restart on
-    # 10 March, after the period: the interval still counts), F 3600; B's second visit is
-    # open. Sorted 3600 3600 5400 518400: median (3600 + 5400) / 2 = 4500.
+    # 10 March, after the period: the visit still counts), F 3600; B's second visit is
+    # under way. Sorted 3600 3600 5400 518400: median (3600 + 5400) / 2 = 4500.
     # React: A 7200 (01:10 → 03:10), B 14400 (10:50 → 14:50): median 10800.
-    # Sell: only A, still there: no closed interval.
+    # Sell: only A, still there: no visit ended.
     assert steps(funnel) == [
-        (Stage.LISTEN, 7, None, 1800.0),
+        (Stage.LISTEN, 7, None, 2400.0),
         (Stage.INTERACT, 4, pytest.approx(4 / 7), 4500.0),  # A, B, C, F
         (Stage.REACT, 2, 0.5, 10800.0),  # A, B
         (Stage.SELL, 1, 0.5, None),  # A
@@ -269,10 +297,10 @@ def test_the_funnel_of_a_channel(story):
 def test_the_funnel_of_a_person(story):
     funnel = metrics.funnel(Scope(start=START, end=END, assignee_id=story.giulia.pk))
 
-    # A, B and G (H is giulia's too, but came before the period). Listen: A 600, B 1200 and
-    # 3600 → 1200. Interact: A 3600, B 5400 → 4500. React: A 7200, B 14400 → 10800.
+    # A, B and G (H is giulia's too, but came before the period). Listen: A 600, B 4800 →
+    # 2700. Interact: A 3600, B 5400 → 4500. React: A 7200, B 14400 → 10800.
     assert steps(funnel) == [
-        (Stage.LISTEN, 3, None, 1200.0),
+        (Stage.LISTEN, 3, None, 2700.0),
         (Stage.INTERACT, 2, pytest.approx(2 / 3), 4500.0),
         (Stage.REACT, 2, 1.0, 10800.0),
         (Stage.SELL, 1, 0.5, None),
@@ -300,6 +328,99 @@ def test_a_merged_conversation_is_left_out(manager):
 
     assert metrics.funnel(scope).steps[0].reached == 1
     assert metrics.responsiveness(scope).overall.conversations == 1
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """The time every service reads (timezone.now), set by the test: `clock.at = ...`."""
+
+    class Clock:
+        at = START
+
+    clock = Clock()
+    monkeypatch.setattr(timezone, "now", lambda: clock.at)
+    return clock
+
+
+def record(conversation) -> dict:
+    return dict(Conversation.objects.filter(pk=conversation.pk).values(*RECORD).get())
+
+
+def lived(manager, clock):
+    """A conversation moved by the services: stored 2 Mar 09:00, interact 09:10, react
+    10:10, restarted 10:40, interact again 11:40."""
+    clock.at = at(2, 9)
+    conversation = factories.conversation(created_at=at(2, 9))
+    services.assign(conversation.pk, manager, actor=manager)
+    clock.at = at(2, 9, 10)
+    services.advance(conversation.pk, actor=manager)
+    clock.at = at(2, 9, 20)
+    services.log_reply(conversation.pk, actor=manager, text="Thanks, we are on it.")
+    clock.at = at(2, 10, 10)
+    services.advance(conversation.pk, actor=manager)
+    clock.at = at(2, 10, 40)
+    services.restart(conversation.pk, actor=manager, reason="Still broken")
+    clock.at = at(2, 11, 40)
+    services.advance(conversation.pk, actor=manager)
+    return conversation
+
+
+LIVED = {
+    # The first arrival in each step is kept when it comes back.
+    "interact_reached_at": at(2, 9, 10),
+    "react_reached_at": at(2, 10, 10),
+    "sell_reached_at": None,
+    # Listen 09:00 → 09:10 and 10:40 → 11:40; interact 09:10 → 10:10 (the visit since 11:40
+    # is under way); react 10:10 → 10:40.
+    "time_in_listen": timedelta(minutes=70),
+    "time_in_interact": timedelta(hours=1),
+    "time_in_react": timedelta(minutes=30),
+    "time_in_sell": None,
+}
+
+
+def test_the_services_keep_the_funnels_record_as_the_conversation_moves(manager, clock):
+    conversation = lived(manager, clock)
+
+    assert record(conversation) == LIVED
+    funnel = metrics.funnel(Scope(start=at(2, 0), end=at(3, 0)))
+    assert steps(funnel) == [
+        (Stage.LISTEN, 1, None, 4200.0),
+        (Stage.INTERACT, 1, 1.0, 3600.0),
+        (Stage.REACT, 1, 1.0, 1800.0),
+        (Stage.SELL, 0, 0.0, None),
+    ]
+    assert (funnel.restarts, funnel.restart_reasons) == (1, [("Still broken", 1)])
+
+
+def test_a_merge_keeps_the_earlier_arrivals_and_adds_the_times(manager, clock):
+    kept = lived(manager, clock)
+    clock.at = at(2, 12)
+    duplicate = factories.conversation(created_at=at(2, 12))
+    services.assign(duplicate.pk, manager, actor=manager)
+    clock.at = at(2, 12, 30)
+    services.advance(duplicate.pk, actor=manager)  # listen 30 min, in interact since 12:30
+    Conversation.objects.filter(pk=duplicate.pk).update(interact_reached_at=at(2, 8))
+
+    merge(duplicate.pk, kept.pk, actor=manager)
+
+    assert record(kept) == LIVED | {
+        "interact_reached_at": at(2, 8),
+        "time_in_listen": timedelta(minutes=100),
+    }
+
+
+def test_the_migration_fills_the_record_from_the_history(manager, clock):
+    # What a database that existed before the record had: the history only.
+    conversation = lived(manager, clock)
+    untouched = factories.conversation()
+    Conversation.objects.update(**dict.fromkeys(RECORD))
+    migration = importlib.import_module("engage.migrations.0009_funnel_record")
+
+    migration.record_funnel(django_apps, SimpleNamespace(connection=connection))
+
+    assert record(conversation) == LIVED
+    assert record(untouched) == dict.fromkeys(RECORD)
 
 
 # Responsiveness -------------------------------------------------------------------------------

@@ -160,8 +160,7 @@ def advance(
         cycle_facts(conversation), to=to, expected_version=expected_version
     )
     previous = conversation.stage
-    conversation.stage, conversation.stage_entered_at = target, timezone.now()
-    _bump(conversation, "stage", "stage_entered_at")
+    _bump(conversation, *conversation.enter_stage(target, timezone.now()))
     history.stage_change(conversation, previous, actor=actor)
     return conversation
 
@@ -177,9 +176,9 @@ def restart(
         cycle_facts(conversation), reason=reason, expected_version=expected_version
     )
     previous = conversation.stage
-    conversation.stage, conversation.stage_entered_at = Stage.LISTEN, timezone.now()
+    changed = conversation.enter_stage(Stage.LISTEN, timezone.now())
     conversation.cycle += 1
-    _bump(conversation, "stage", "stage_entered_at", "cycle")
+    _bump(conversation, *changed, "cycle")
     history.stage_change(conversation, previous, actor=actor, reason=reason.strip())
     return conversation
 

@@ -202,9 +202,9 @@ def _restart_on_negative(conversation, message, changed: set[str], now) -> None:
     except TransitionNotAllowed:
         return  # e.g. closed: a person decided it is over; the new message reopened it if not.
     previous = conversation.stage
-    conversation.stage, conversation.stage_entered_at = Stage.LISTEN, now
+    changed.update(conversation.enter_stage(Stage.LISTEN, now))
     conversation.cycle += 1
-    changed.update({"stage", "stage_entered_at", "cycle"})
+    changed.add("cycle")
     history.stage_change(conversation, previous, actor=None, reason=NEGATIVE_FEEDBACK)
     if conversation.assignee_id:
         Notification.objects.get_or_create(

@@ -71,7 +71,7 @@ def merge(
     kept.tags.add(*duplicate.tags.all())
     Presence.objects.filter(conversation=duplicate).delete()
 
-    kept_fields = []
+    kept_fields = kept.absorb_funnel(duplicate)
     if duplicate.first_response_at and (
         kept.first_response_at is None or duplicate.first_response_at < kept.first_response_at
     ):

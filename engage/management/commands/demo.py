@@ -424,11 +424,17 @@ class Command(BaseCommand):
             default=5000,
             help="Synthetic conversations per transaction (default 5000).",
         )
+        parser.add_argument(
+            "--days",
+            type=int,
+            default=90,
+            help="Spread the synthetic conversations over this many days up to now (default 90).",
+        )
         parser.add_argument("--seed", type=int, help="Random seed for the synthetic rows.")
 
     def handle(self, *args, **options):
-        if options["conversations"] < 0 or options["batch_size"] < 1:
-            raise CommandError("--conversations must be ≥ 0 and --batch-size ≥ 1.")
+        if options["conversations"] < 0 or options["batch_size"] < 1 or options["days"] < 1:
+            raise CommandError("--conversations must be ≥ 0, --batch-size and --days ≥ 1.")
         started = time.monotonic()
         with transaction.atomic():
             users = self.users()
@@ -443,6 +449,7 @@ class Command(BaseCommand):
                 list(sources.values()),
                 seed=options["seed"],
                 batch_size=options["batch_size"],
+                days=options["days"],
                 stdout=self.stdout,
             ).load(options["conversations"])
         self.summary()
@@ -742,8 +749,11 @@ PRIORITY_WEIGHTS = tuple(accumulate((15, 60, 20, 5)))
 class SyntheticLoader:
     """Adds N conversations in bulk, batch by batch, each batch one transaction."""
 
-    def __init__(self, users: dict, sources: list[Source], *, seed, batch_size: int, stdout):
+    def __init__(
+        self, users: dict, sources: list[Source], *, seed, batch_size: int, stdout, days: int = 90
+    ):
         self.rng = random.Random(seed)
+        self.days = days
         self.targets = response_targets()
         self.batch_size = batch_size
         self.stdout = stdout
@@ -886,7 +896,7 @@ class SyntheticLoader:
         text = template.format(
             product=rng.choice(PRODUCTS), part=rng.choice(PARTS[lang]), n=rng.randint(2, 12)
         )
-        received = now - timedelta(minutes=rng.randint(5, 90 * 24 * 60))
+        received = now - timedelta(minutes=rng.randint(5, self.days * 24 * 60))
         # The cycle's steps, in time order; none later than now.
         at = [received]
         for low, high in ((5, 360), (1, 5), (10, 1800), (1, 5), (60, 4320), (1, 5)):
@@ -919,6 +929,14 @@ class SyntheticLoader:
             "first_response_due_at": first_response_due(received, priority, self.targets),
             "first_response_at": replied if reply else None,
             "sla_state": "",
+            # The funnel's record, as Conversation.enter_stage keeps it.
+            "interact_reached_at": in_interact if stage >= 1 else None,
+            "react_reached_at": in_react if stage >= 2 else None,
+            "sell_reached_at": in_sell if stage >= 3 else None,
+            "time_in_listen": in_interact - received if stage >= 1 else None,
+            "time_in_interact": in_react - in_interact if stage >= 2 else None,
+            "time_in_react": in_sell - in_react if stage >= 3 else None,
+            "time_in_sell": None,
             "version": version,
             "created_at": received,
             "updated_at": (received, in_interact, in_react, in_sell)[stage],
@@ -1052,9 +1070,11 @@ class SqliteWriter:
 
 
 def _sqlite_value(value):
-    # The storage Django's SQLite backend uses: naive UTC text, JSON text, 0/1.
+    # The storage Django's SQLite backend uses: naive UTC text, JSON text, 0/1, microseconds.
     if isinstance(value, datetime):
         return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ")
+    if isinstance(value, timedelta):  # a duration is its microseconds
+        return value // timedelta(microseconds=1)
     if isinstance(value, dict):
         return json.dumps(value)
     if isinstance(value, bool):
