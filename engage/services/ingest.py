@@ -32,7 +32,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from engage import permissions
+from engage import copy, permissions
 from engage.choices import Direction, EventKind, Priority, SourceKind, State
 from engage.items import FieldError, IncomingItem
 from engage.models import Contact, Conversation, Event, Message, Source
@@ -90,6 +90,30 @@ def ingest(items: list[IncomingItem], *, actor=None, kind: str = SourceKind.API)
     return outcomes
 
 
+@dataclass(slots=True)
+class _NewEvent:
+    """An Event the batch will write: lighter than a model instance, thousands a batch."""
+
+    kind: str
+    conversation: Conversation
+    actor: object
+    data: dict = field(default_factory=dict)
+
+    def row(self, now) -> dict:
+        return {
+            "conversation_id": self.conversation.pk,
+            "ticket_id": None,
+            "kind": self.kind,
+            "actor_id": self.actor.pk if self.actor is not None else None,
+            "from_stage": "",
+            "to_stage": "",
+            "cycle": self.conversation.cycle,
+            "reason": "",
+            "data": self.data,
+            "created_at": now,
+        }
+
+
 @dataclass
 class _Ref:
     """A stored message as the batch sees it: its id (or the unsaved Message), its
@@ -113,7 +137,7 @@ class _Batch:
         self.new_conversations: list[Conversation] = []
         self.new_messages: list[Message] = []
         self.duplicates: list[Message] = []
-        self.events: list[Event] = []
+        self.events: list[_NewEvent] = []
         self.changed: dict[int, tuple[Conversation, set[str]]] = {}
         self.attach: list[tuple[int, Conversation]] = []
         self.merges: list[tuple[Conversation, Conversation]] = []
@@ -439,11 +463,11 @@ def _keep_duplicate(batch: _Batch, message: Message, original: _Ref) -> None:
     message.conversation, message.cycle = original.conversation, original.conversation.cycle
     batch.duplicates.append(message)
     batch.events.append(
-        Event(
-            kind=EventKind.DUPLICATE_RECEIVED,
-            conversation=original.conversation,
-            actor=batch.actor,
-            data={"external_id": message.external_id, "duplicate_of": original.external_id},
+        _NewEvent(
+            EventKind.DUPLICATE_RECEIVED,
+            original.conversation,
+            batch.actor,
+            {"external_id": message.external_id, "duplicate_of": original.external_id},
         )
     )
 
@@ -453,11 +477,11 @@ def _attach(batch: _Batch, waiting: _Ref, conversation: Conversation) -> None:
     batch.attach.append((waiting.message, conversation))
     waiting.conversation = conversation
     batch.events.append(
-        Event(
-            kind=EventKind.REPLY_LOGGED,
-            conversation=conversation,
-            actor=batch.actor,
-            data={"external_id": waiting.external_id, "direction": Direction.OUTBOUND},
+        _NewEvent(
+            EventKind.REPLY_LOGGED,
+            conversation,
+            batch.actor,
+            {"external_id": waiting.external_id, "direction": Direction.OUTBOUND},
         )
     )
     _reply_effects(batch, conversation, waiting.sent_at)
@@ -478,7 +502,7 @@ def _new_conversation(batch: _Batch, item, source, sent_at) -> Conversation:
         stage_entered_at=batch.now,
     )
     batch.new_conversations.append(conversation)
-    batch.events.append(Event(kind=EventKind.CREATED, conversation=conversation, actor=batch.actor))
+    batch.events.append(_NewEvent(EventKind.CREATED, conversation, batch.actor))
     return conversation
 
 
@@ -486,17 +510,17 @@ def _join(batch: _Batch, conversation: Conversation, message: Message, *, kind: 
     """A message added to a conversation that exists (or was opened earlier in the batch)."""
     message.conversation, message.cycle = conversation, conversation.cycle
     data = {"external_id": message.external_id, "direction": message.direction}
-    batch.events.append(Event(kind=kind, conversation=conversation, actor=batch.actor, data=data))
+    batch.events.append(_NewEvent(kind, conversation, batch.actor, data))
     if message.direction == Direction.OUTBOUND:
         _reply_effects(batch, conversation, message.sent_at)
     elif conversation.state != State.OPEN:
         # The person wrote again: a snoozed or closed conversation needs attention now.
         batch.events.append(
-            Event(
-                kind=EventKind.STATE_CHANGED,
-                conversation=conversation,
-                actor=batch.actor,
-                data={"from": conversation.state, "to": State.OPEN, "reason": "new message"},
+            _NewEvent(
+                EventKind.STATE_CHANGED,
+                conversation,
+                batch.actor,
+                {"from": conversation.state, "to": State.OPEN, "reason": "new message"},
             )
         )
         conversation.state, conversation.snoozed_until = State.OPEN, None
@@ -539,17 +563,15 @@ def _save_changed(batch: _Batch) -> None:
 def _write(batch: _Batch) -> None:
     # Bulk inserts return primary keys on PostgreSQL and SQLite; the messages and events
     # built on unsaved conversations pick them up as they are saved.
-    Conversation.objects.bulk_create(batch.new_conversations)
-    Message.objects.bulk_create(batch.new_messages)
-    Message.objects.bulk_create(batch.duplicates)
+    copy.insert(batch.new_conversations)
+    copy.insert(batch.new_messages)
+    copy.insert(batch.duplicates)  # after the messages they may be duplicates of
     for message, conversation in batch.attach:
         Message.objects.filter(pk=message, conversation__isnull=True).update(
             conversation=conversation, cycle=conversation.cycle
         )
     _save_changed(batch)
-    for event in batch.events:
-        event.cycle = event.conversation.cycle
-    Event.objects.bulk_create(batch.events)
+    copy.insert_rows(Event, [event.row(batch.now) for event in batch.events])
     for thread, conversation in batch.merges:
         if thread.merged_into_id is None:
             merge(thread.pk, conversation.pk, actor=None)
