@@ -225,6 +225,37 @@ def test_synthetic_conversations_arrive_over_the_days_asked_for(db):
         run_demo("--conversations", "1", "--days", "0")
 
 
+def test_synthetic_tickets_and_evidence(db):
+    run_demo("--conversations", "120", "--seed", "4")
+    before = FeedbackTicket.objects.count(), FeedbackLink.objects.count()
+
+    out = run_demo("--tickets", "12", "--links", "30", "--seed", "4")
+
+    assert "Added 12 synthetic tickets and 30 evidence links" in out
+    tickets = FeedbackTicket.objects.order_by("-pk")[:12]
+    assert FeedbackTicket.objects.count() == before[0] + 12
+    assert FeedbackLink.objects.count() == before[1] + 30
+    for ticket in tickets:
+        assert ticket.events.filter(kind=EventKind.TICKET_CREATED).count() == 1
+        changed = ticket.events.filter(kind=EventKind.TICKET_STATUS_CHANGED)
+        assert changed.count() == (1 if ticket.status in {"shipped", "declined"} else 0)
+    links = FeedbackLink.objects.order_by("-pk")[:30]
+    for link in links:
+        # Evidence from a conversation that reached react, with its Event, told only after
+        # a ship or a decline.
+        assert link.conversation.stage in {Stage.REACT, Stage.SELL}
+        linked = link.conversation.events.filter(kind=EventKind.FEEDBACK_LINKED)
+        assert linked.filter(data__link=link.pk).count() == 1
+        assert link.told_at is None or link.ticket.status in {"shipped", "declined"}
+    # Demand follows a power law: a few tickets draw most of the evidence.
+    demand = sorted(
+        (FeedbackLink.objects.filter(ticket=ticket).count() for ticket in tickets), reverse=True
+    )
+    assert demand[0] >= 3 * demand[len(demand) // 2]
+    with pytest.raises(CommandError, match="--links needs --tickets"):
+        run_demo("--links", "3")
+
+
 def test_synthetic_rows_are_valid_with_the_portable_writer_too(db, monkeypatch):
     monkeypatch.setattr(demo, "CopyWriter", demo.OrmWriter)
     monkeypatch.setattr(demo, "SqliteWriter", demo.OrmWriter)

@@ -3,6 +3,8 @@
     python manage.py demo                      # the hand-written data set; safe to run again
     python manage.py demo --password s3cret    # the same, with a password you choose
     python manage.py demo --conversations 100000   # plus 100,000 synthetic conversations
+    python manage.py demo --conversations 1000000 --days 365 --tickets 20000 --links 200000
+                                               # the benchmarks' data set (bench/run.py)
 
 The hand-written part (43 conversations in Italian and English on seven channels, six
 feedback tickets, four users) is played through the services, as people would: each conversation is
@@ -15,6 +17,8 @@ bulk_create elsewhere), in batches, each batch one transaction, so memory stays 
 and a million conversations take minutes. Its rows satisfy the cycle's rules as if the services had written them: every
 row past listen has an assignee and the events of its steps, every row past interact has
 an outbound reply in cycle 1, every row in sell has a "no product change needed" reaction.
+Synthetic tickets come with their created and (shipped or declined) status Events; evidence
+links go to stored conversations, sell and react first, with their "linked" Events.
 """
 
 import json
@@ -33,6 +37,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from engage.choices import (
+    CLOSED_TICKET_STATUSES,
     Direction,
     EventKind,
     Priority,
@@ -47,6 +52,7 @@ from engage.models import (
     Contact,
     Conversation,
     Event,
+    FeedbackLink,
     FeedbackTicket,
     Message,
     Source,
@@ -430,11 +436,29 @@ class Command(BaseCommand):
             default=90,
             help="Spread the synthetic conversations over this many days up to now (default 90).",
         )
+        parser.add_argument(
+            "--tickets",
+            type=int,
+            default=0,
+            metavar="T",
+            help="Also add T synthetic feedback tickets (after the conversations).",
+        )
+        parser.add_argument(
+            "--links",
+            type=int,
+            default=0,
+            metavar="L",
+            help="Also link L stored conversations to the synthetic tickets as evidence.",
+        )
         parser.add_argument("--seed", type=int, help="Random seed for the synthetic rows.")
 
     def handle(self, *args, **options):
-        if options["conversations"] < 0 or options["batch_size"] < 1 or options["days"] < 1:
-            raise CommandError("--conversations must be ≥ 0, --batch-size and --days ≥ 1.")
+        if min(options["conversations"], options["tickets"], options["links"]) < 0:
+            raise CommandError("--conversations, --tickets and --links must be ≥ 0.")
+        if options["batch_size"] < 1 or options["days"] < 1:
+            raise CommandError("--batch-size and --days must be ≥ 1.")
+        if options["links"] and not options["tickets"]:
+            raise CommandError("--links needs --tickets: evidence is linked to tickets.")
         started = time.monotonic()
         with transaction.atomic():
             users = self.users()
@@ -452,6 +476,10 @@ class Command(BaseCommand):
                 days=options["days"],
                 stdout=self.stdout,
             ).load(options["conversations"])
+        if options["tickets"]:
+            SyntheticTickets(
+                users, seed=options["seed"], days=options["days"], stdout=self.stdout
+            ).load(options["tickets"], options["links"])
         self.summary()
         self.logins(users, options["password"])
 
@@ -1067,6 +1095,177 @@ class SqliteWriter:
                 ),
             )
         return reserved
+
+
+# (title, product area) of the synthetic tickets; "{product}" is one of PRODUCTS.
+TICKET_TOPICS = (
+    ("Descaling reminder on {product}", "firmware"),
+    ("Auto-on timer for {product}", "firmware"),
+    ("Steam wand leaks on {product}", "hardware"),
+    ("Pump noise after a few weeks ({product})", "hardware"),
+    ("Damaged parts on delivery", "logistics"),
+    ("Spare parts shop for {product}", "after-sales"),
+    ("Clearer descaling guide", "documentation"),
+    ("Pre-ground coffee support on {product}", "hardware"),
+    ("Bigger water tank for {product}", "hardware"),
+    ("Faster warranty replacements", "after-sales"),
+)
+# Cumulative weights: new, triaged, planned, in progress, shipped, declined.
+TICKET_STATUS_WEIGHTS = tuple(accumulate((30, 20, 15, 10, 15, 10)))
+TICKET_BATCH = 5000
+
+
+class SyntheticTickets:
+    """Adds T feedback tickets and L evidence links from stored conversations (those past
+    listen first), with the Events the services would write: ticket created, its status
+    change when shipped or declined, evidence linked. A few tickets draw most evidence, as
+    in life (demand follows a power law)."""
+
+    def __init__(self, users: dict, *, seed, days: int, stdout):
+        self.rng = random.Random(seed)
+        self.days = days
+        self.stdout = stdout
+        self.product = users["product"].pk
+        self.managers = [users[name].pk for name in COMMUNITY_MANAGERS]
+        self.now = timezone.now()
+        self.writer = {"postgresql": CopyWriter, "sqlite": SqliteWriter}.get(
+            connection.vendor, OrmWriter
+        )()
+
+    def load(self, tickets: int, links: int) -> None:
+        started = time.monotonic()
+        with transaction.atomic():
+            ticket_rows = self.ticket_rows(tickets)
+            ticket_ids = self.writer.insert(FeedbackTicket, ticket_rows, ids=True)
+            self.writer.insert(Event, self.ticket_events(ticket_ids, ticket_rows), ids=False)
+        linked = self.links(ticket_ids, ticket_rows, links)
+        self.stdout.write(
+            f"Added {tickets:,} synthetic tickets and {linked:,} evidence links "
+            f"in {time.monotonic() - started:.1f}s."
+        )
+
+    def ticket_rows(self, count: int) -> list[dict]:
+        rng, rows = self.rng, []
+        statuses = list(TicketStatus)
+        for n in range(count):
+            title, area = rng.choice(TICKET_TOPICS)
+            created = self.now - timedelta(minutes=rng.randint(60, self.days * 24 * 60))
+            status = rng.choices(statuses, cum_weights=TICKET_STATUS_WEIGHTS)[0]
+            changed = min(created + timedelta(hours=rng.randint(1, 24 * 30)), self.now)
+            rows.append(
+                {
+                    "title": f"{title.format(product=rng.choice(PRODUCTS))} #{n + 1}",
+                    "problem": "",
+                    "product_area": area,
+                    "status": status.value,
+                    "owner_id": self.product,
+                    "created_by_id": rng.choice(self.managers),
+                    "merged_into_id": None,
+                    "status_changed_at": changed if status != TicketStatus.NEW else created,
+                    "created_at": created,
+                    "updated_at": changed,
+                }
+            )
+        return rows
+
+    def ticket_events(self, ids: list[int], rows: list[dict]) -> list[dict]:
+        def event(pk, kind, at, actor, data):
+            return {
+                "conversation_id": None,
+                "ticket_id": pk,
+                "kind": kind.value,
+                "actor_id": actor,
+                "from_stage": "",
+                "to_stage": "",
+                "cycle": None,
+                "reason": "",
+                "data": data,
+                "created_at": at,
+            }
+
+        events = []
+        for pk, row in zip(ids, rows, strict=True):
+            events.append(
+                event(
+                    pk,
+                    EventKind.TICKET_CREATED,
+                    row["created_at"],
+                    row["created_by_id"],
+                    {"title": row["title"]},
+                )
+            )
+            if row["status"] in CLOSED_TICKET_STATUSES:
+                events.append(
+                    event(
+                        pk,
+                        EventKind.TICKET_STATUS_CHANGED,
+                        row["status_changed_at"],
+                        self.product,
+                        {"from": TicketStatus.NEW.value, "to": row["status"]},
+                    )
+                )
+        return events
+
+    def links(self, ticket_ids: list[int], ticket_rows: list[dict], count: int) -> int:
+        """Link `count` conversations (or as many as there are), each to one ticket chosen
+        with a power-law weight, in batches of TICKET_BATCH."""
+        if not count or not ticket_ids:
+            return 0
+        rng = self.rng
+        conversations = list(
+            Conversation.objects.filter(merged_into__isnull=True)
+            .order_by("-stage", "id")  # sell, react, listen, interact: the later steps first
+            .values_list("pk", "text", "cycle", "received_at", "assignee_id")[:count]
+        )
+        rng.shuffle(conversations)
+        weights = list(accumulate(1 / (rank + 1) for rank in range(len(ticket_ids))))
+        tickets = rng.choices(range(len(ticket_ids)), cum_weights=weights, k=len(conversations))
+        for start in range(0, len(conversations), TICKET_BATCH):
+            links, events = [], []
+            chunk = conversations[start : start + TICKET_BATCH]
+            for (pk, text, cycle, received, assignee), index in zip(
+                chunk, tickets[start : start + TICKET_BATCH], strict=True
+            ):
+                ticket = ticket_rows[index]
+                at = min(received + timedelta(hours=rng.randint(1, 72)), self.now)
+                told = ticket["status"] in CLOSED_TICKET_STATUSES and rng.random() < 0.5
+                actor = assignee or rng.choice(self.managers)
+                links.append(
+                    {
+                        "ticket_id": ticket_ids[index],
+                        "conversation_id": pk,
+                        "quote": text[:140],
+                        "cycle": cycle,
+                        "created_by_id": actor,
+                        "created_at": at,
+                        "told_at": max(at, ticket["status_changed_at"]) if told else None,
+                    }
+                )
+            with transaction.atomic():
+                link_ids = self.writer.insert(FeedbackLink, links, ids=True)
+                for link_id, link, index in zip(
+                    link_ids, links, tickets[start : start + TICKET_BATCH], strict=True
+                ):
+                    events.append(
+                        {
+                            "conversation_id": link["conversation_id"],
+                            "ticket_id": None,
+                            "kind": EventKind.FEEDBACK_LINKED.value,
+                            "actor_id": link["created_by_id"],
+                            "from_stage": "",
+                            "to_stage": "",
+                            "cycle": link["cycle"],
+                            "reason": "",
+                            "data": {
+                                "ticket": ticket_ids[index],
+                                "title": ticket_rows[index]["title"],
+                                "link": link_id,
+                            },
+                            "created_at": link["created_at"],
+                        }
+                    )
+                self.writer.insert(Event, events, ids=False)
+        return len(conversations)
 
 
 def _sqlite_value(value):
