@@ -421,13 +421,33 @@ def keyset_page(
     return Page(items=items, next_cursor=next_cursor)
 
 
+# A text search that matches few conversations is answered from the full-text index.
+RARE_MATCHES = 500
+
+
+def _few_matches_first(matches: QuerySet) -> QuerySet:
+    """The page query walks an index in the sort's order and keeps the rows that match,
+    which is fast when many match; for a word found in a handful of conversations it would
+    read the whole table (10 s at a million). So first ask the full-text index, unordered,
+    for up to RARE_MATCHES + 1 matches (a few ms either way): when that is all there is, the
+    page reads those rows by id and sorts them, every page of them; otherwise the walk is
+    fast and stays as it is."""
+    found = list(matches.order_by().values_list("pk", flat=True)[: RARE_MATCHES + 1])
+    if len(found) <= RARE_MATCHES:
+        return matches.filter(pk__in=found)
+    return matches
+
+
 def queue_page(
     filters: QueueFilter, *, user, cursor: str | None = None, limit: int | None = None
 ) -> Page:
     """A page of the queue: its rows (one query per segment reached), then their tags."""
     limit = limit or settings.ENGAGE_PAGE_SIZE
+    matches = queue_matches(filters, user=user)
+    if filters.q.strip() and connection.vendor == "postgresql":
+        matches = _few_matches_first(matches)
     page = keyset_page(
-        queue_matches(filters, user=user).select_related("source", "contact", "assignee"),
+        matches.select_related("source", "contact", "assignee"),
         sort=filters.sort,
         cursor=cursor,
         limit=limit,

@@ -231,6 +231,29 @@ def mixed_queue(manager):
     return made
 
 
+@pytest.mark.parametrize("rare_matches", [2, 500], ids=["walked", "read-by-id"])
+def test_a_search_pages_through_exactly_its_matches_in_order(manager, monkeypatch, rare_matches):
+    # Few matches are read by id from the full-text index, many by walking the sort's index:
+    # either way every page holds the right rows in due order.
+    monkeypatch.setattr(queries, "RARE_MATCHES", rare_matches)
+    now = timezone.now()
+    matching = []
+    for n in range(12):
+        conversation = factories.conversation(
+            text=f"Il serbatoio perde acqua {n}" if n % 3 == 0 else f"Tutto bene {n}"
+        )
+        Conversation.objects.filter(pk=conversation.pk).update(
+            first_response_due_at=now + timedelta(hours=12 - n)
+        )
+        if n % 3 == 0:
+            matching.append(conversation.pk)
+
+    assert walk(QueueFilter(q="serbatoio"), manager, 2) == list(reversed(matching))
+    assert walk(QueueFilter(q="serbatoio", sort="newest"), manager, 3) == sorted(
+        matching, key=lambda pk: Conversation.objects.get(pk=pk).received_at, reverse=True
+    )
+
+
 @pytest.mark.parametrize("sort", ["due", "newest", "oldest", "priority"])
 @pytest.mark.parametrize("limit", [1, 2, 5, 50])
 def test_keyset_pages_follow_each_sort_over_ties_without_skips_or_repeats(
