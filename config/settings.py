@@ -146,6 +146,24 @@ else:
         }
     }
 
+# The cache (the failed-login counts of engage/views/login.py): on Redis when REDIS_URL is
+# set, so that every gunicorn worker and web host shares one count; otherwise in this
+# process's memory, which suits the embedded default's single process. Redis keeps the
+# cache beside the job queue in one database: never call cache.clear() there (it empties the
+# whole database, queued jobs included); delete keys instead.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "engage-cache",
+            # A Redis that does not answer must not hold a login page for long.
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -156,6 +174,19 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+# Failed logins (the login page and the admin's): from one client address, at most
+# ENGAGE_LOGIN_FAILURE_LIMIT for one username and ENGAGE_LOGIN_FAILURE_LIMIT_PER_ADDRESS in
+# all per window of ENGAGE_LOGIN_FAILURE_WINDOW_MINUTES; then attempts are refused until the
+# window ends. Behind reverse proxies, ENGAGE_PROXY_COUNT says how many of them append to
+# X-Forwarded-For (0: the client is REMOTE_ADDR), so that each client counts on its own.
+ENGAGE_LOGIN_FAILURE_LIMIT = int(os.environ.get("ENGAGE_LOGIN_FAILURE_LIMIT", "5"))
+ENGAGE_LOGIN_FAILURE_LIMIT_PER_ADDRESS = int(
+    os.environ.get("ENGAGE_LOGIN_FAILURE_LIMIT_PER_ADDRESS", "50")
+)
+ENGAGE_LOGIN_FAILURE_WINDOW_MINUTES = int(
+    os.environ.get("ENGAGE_LOGIN_FAILURE_WINDOW_MINUTES", "15")
+)
+ENGAGE_PROXY_COUNT = int(os.environ.get("ENGAGE_PROXY_COUNT", "0"))
 
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", _("English")), ("it", _("Italian"))]

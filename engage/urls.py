@@ -4,6 +4,7 @@ from engage.views import (
     conversation,
     dashboard,
     feedback,
+    health,
     notifications,
     queue,
     saved_replies,
@@ -20,4 +21,5 @@ urlpatterns = [
     *sources.urlpatterns,
     *dashboard.urlpatterns,
     *targets.urlpatterns,
+    *health.urlpatterns,
 ]
