@@ -104,3 +104,10 @@ def test_both_failing_is_still_an_answer_not_a_500(client, redis_down):
 def test_it_only_reads(client, no_redis):
     assert client.head("/healthz").status_code == 200
     assert client.post("/healthz").status_code == 405
+
+
+def test_a_load_balancer_checks_over_plain_http_with_ssl_redirect_on(client, settings, no_redis):
+    settings.SECURE_SSL_REDIRECT = True
+
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/queue/").status_code == 301  # everything else goes to https
