@@ -38,6 +38,9 @@ TEXT_LIMIT = 100_000
 TWITTER_TIME = "%a %b %d %H:%M:%S %z %Y"
 EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Read once: thousands of items a second are checked against them.
+CHANNELS = frozenset(Channel.values)
+PRIORITY_KEYS = frozenset(priority.key for priority in Priority)
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,9 @@ class IncomingItem:
 def clean_text(value: str) -> str:
     """Entities decoded (exports and feeds often carry `&amp;`), control characters gone
     (PostgreSQL refuses NUL in text), surrounding blanks trimmed."""
-    return CONTROL.sub("", html.unescape(value)).strip()
+    if "&" in value:
+        value = html.unescape(value)
+    return CONTROL.sub("", value).strip()
 
 
 def _text(value, field: str, errors: list, *, limit: int, required: bool = False) -> str:
@@ -213,7 +218,7 @@ def parse_item(raw, *, defaults: Mapping | None = None, strict: bool = True) -> 
     source = _text(values.get("source"), "source", errors, limit=200, required=True)
     external_id = _text(values.get("external_id"), "external_id", errors, limit=255, required=True)
     channel = _text(values.get("channel"), "channel", errors, limit=20, required=True).lower()
-    if channel and channel not in Channel.values:
+    if channel and channel not in CHANNELS:
         errors.append(
             FieldError(
                 "channel",
@@ -230,7 +235,7 @@ def parse_item(raw, *, defaults: Mapping | None = None, strict: bool = True) -> 
         errors.append(FieldError("in_reply_to", _("A message cannot answer itself.")))
     direction = _direction(values.get("direction"), errors)
     priority = _text(values.get("priority"), "priority", errors, limit=10).lower()
-    if priority and priority not in {p.key for p in Priority}:
+    if priority and priority not in PRIORITY_KEYS:
         errors.append(
             FieldError(
                 "priority",
