@@ -198,6 +198,39 @@ def sweep_unenriched(older_than_seconds: int = 60, limit: int = 50_000) -> int:
     return done
 
 
+# Notices whose job could not be queued (Redis down) are sent by the sweep within this.
+NOTICE_SWEEP_WINDOW = timedelta(days=1)
+
+
+def sweep_notices(limit: int = 1000) -> int:
+    """Send the notices a job should have sent but that was never queued (Redis was down
+    when the change committed): new evidence for a ticket's owner, and follow-ups of the
+    tickets shipped or declined, over the last NOTICE_SWEEP_WINDOW. Scheduled every five
+    minutes; every notice is idempotent by its key, so sending twice tells once."""
+    from django.db.models import CharField, Exists, OuterRef, Value
+    from django.db.models.functions import Cast, Concat
+    from django.utils import timezone
+
+    from engage.choices import CLOSED_TICKET_STATUSES
+
+    since = timezone.now() - NOTICE_SWEEP_WINDOW
+    told = Notification.objects.filter(
+        user=OuterRef("ticket__owner"),
+        key=Concat(Value("evidence:"), Cast(OuterRef("pk"), CharField())),
+    )
+    links = list(
+        FeedbackLink.objects.filter(created_at__gte=since, ticket__owner__isnull=False)
+        .exclude(Exists(told))
+        .order_by("pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+    sent = sum(notify_new_evidence(pk) for pk in links)
+    closed = FeedbackTicket.objects.filter(
+        status__in=CLOSED_TICKET_STATUSES, status_changed_at__gte=since
+    ).values_list("pk", flat=True)[:limit]
+    return sent + sum(notify_follow_ups(pk) for pk in closed)
+
+
 def poll_due_feeds() -> int:
     """Queue a poll for each feed that is due. Scheduled every minute (engage/cron.py)."""
     from engage.services import sources

@@ -11,6 +11,10 @@ def test_the_scheduler_polls_feeds_sweeps_enrichment_and_checks_slas_every_minut
 
     jobs = {job.func: job for job in scheduler.get_jobs()}
 
-    assert set(jobs) == {tasks.poll_due_feeds, tasks.sweep_unenriched, tasks.check_slas}
-    assert {job.interval for job in jobs.values()} == {60}
+    assert {func: job.interval for func, job in jobs.items()} == {
+        tasks.poll_due_feeds: 60,
+        tasks.sweep_unenriched: 60,
+        tasks.check_slas: 60,
+        tasks.sweep_notices: 300,  # notices Redis missed
+    }
     assert {job.queue_name for job in jobs.values()} == {"default"}

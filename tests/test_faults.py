@@ -232,13 +232,6 @@ def test_shipping_a_ticket_while_redis_is_down_still_gives_each_person_a_follow_
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="no scheduled job sends the notices whose job could not be queued (new evidence, "
-    "follow-ups): it needs a sweeper in engage/tasks.py listed in engage/cron.py, like "
-    "sweep_unenriched; the follow-up itself shows in the queue meanwhile",
-)
 def test_the_notices_redis_missed_are_sent_once_it_is_back(queue, redis_outage, monkeypatch):
     manager = factories.user("mia")
     product = factories.user("pat", role="product_team")
