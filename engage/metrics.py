@@ -37,11 +37,9 @@ from django.db.models import (
     ExpressionWrapper,
     F,
     IntegerField,
-    Max,
     OuterRef,
     Q,
     QuerySet,
-    Subquery,
     Sum,
     Value,
     Window,
@@ -610,12 +608,14 @@ def feedback_figures(scope: Scope) -> FeedbackFigures:
       once per ticket: those with a link marked told, and those without.
     """
     tickets = FeedbackTicket.objects.filter(merged_into__isnull=True)
-    evidence = FeedbackLink.objects.filter(ticket=OuterRef("pk"))
     if scope.channel:
-        evidence = evidence.filter(conversation__channel=scope.channel)
+        evidence = FeedbackLink.objects.filter(
+            ticket=OuterRef("pk"), conversation__channel=scope.channel
+        )
         tickets = with_evidence = tickets.filter(Exists(evidence))
     else:
-        with_evidence = tickets.filter(Exists(evidence))
+        # The stored count (kept with the links): no link to look up.
+        with_evidence = tickets.filter(evidence_count__gt=0)
 
     def moved_to(status: str) -> Exists:
         return Exists(
@@ -628,48 +628,27 @@ def feedback_figures(scope: Scope) -> FeedbackFigures:
             )
         )
 
-    def people(links: QuerySet) -> Subquery:
-        return Subquery(
-            links.filter(ticket=OuterRef("pk"))
-            .order_by()
-            .values("ticket")
-            .annotate(people=Count("conversation__contact", distinct=True))
-            .values("people"),
-            output_field=IntegerField(),
-        )
-
+    # Demand and "told" are the counts stored on each ticket (FeedbackTicket.COUNTS): the
+    # whole ticket's, from any channel.
     shipped = moved_to(TicketStatus.SHIPPED)
     counts = tickets.aggregate(
         opened=Count("pk", filter=Q(created_at__gte=scope.start, created_at__lt=scope.end)),
         shipped=Count("pk", filter=shipped),
         declined=Count("pk", filter=moved_to(TicketStatus.DECLINED)),
-        demand=Coalesce(Sum(people(FeedbackLink.objects.all()), filter=shipped), Value(0)),
-        told=Coalesce(
-            Sum(people(FeedbackLink.objects.filter(told_at__isnull=False)), filter=shipped),
-            Value(0),
-        ),
+        people=Coalesce(Sum("demand", filter=shipped), Value(0)),
+        told=Coalesce(Sum("told_people", filter=shipped), Value(0)),
     )
-    top = (
-        with_evidence.values("pk", "title", "status")
-        .annotate(
-            demand=Count("links__conversation__contact", distinct=True),
-            told=Count(
-                "links__conversation__contact",
-                filter=Q(links__told_at__isnull=False),
-                distinct=True,
-            ),
-            latest_evidence_at=Max("links__created_at"),
-        )
-        .order_by(*TICKET_RANK)[:TOP_TICKETS]
-    )
+    top = with_evidence.values("pk", "title", "status", "demand", "told_people").order_by(
+        *TICKET_RANK
+    )[:TOP_TICKETS]
     return FeedbackFigures(
         opened=counts["opened"],
         shipped=counts["shipped"],
         declined=counts["declined"],
         top=[
-            TicketDemand(row["pk"], row["title"], row["status"], row["demand"], row["told"])
+            TicketDemand(row["pk"], row["title"], row["status"], row["demand"], row["told_people"])
             for row in top
         ],
         told_after_ship=counts["told"],
-        to_tell_after_ship=counts["demand"] - counts["told"],
+        to_tell_after_ship=counts["people"] - counts["told"],
     )

@@ -521,6 +521,20 @@ class FeedbackTicket(models.Model):
     status_changed_at = models.DateTimeField(_("status changed"), auto_now_add=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
+    # What the links add up to, stored so that a list of tickets reads them instead of
+    # aggregating every link. services.feedback keeps them in the transaction that changes
+    # the links (linking and telling add to them, merges recount). The database default
+    # lets bulk loaders (manage.py demo) insert tickets without them, then recount.
+    demand = models.PositiveIntegerField(
+        _("demand"), default=0, db_default=0, help_text=_("Distinct people who asked.")
+    )
+    evidence_count = models.PositiveIntegerField(_("evidence"), default=0, db_default=0)
+    told_count = models.PositiveIntegerField(_("links told"), default=0, db_default=0)
+    told_people = models.PositiveIntegerField(_("people told"), default=0, db_default=0)
+    latest_evidence_at = models.DateTimeField(_("latest evidence"), null=True, blank=True)
+
+    # The stored counts, in one place for the services that keep them and the reads.
+    COUNTS = ("demand", "evidence_count", "told_count", "told_people", "latest_evidence_at")
 
     class Meta:
         verbose_name = _("feedback ticket")
@@ -533,7 +547,26 @@ class FeedbackTicket(models.Model):
                 condition=~Q(merged_into=F("pk")), name="ticket_not_merged_into_itself"
             ),
         ]
-        indexes = [models.Index(fields=["status", "created_at"], name="ticket_status")]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="ticket_status"),
+            # The board's order (queries.TICKET_RANK) among the tickets it shows: within each
+            # status (the board's columns) and over all of them (the API list, the dashboard).
+            models.Index(
+                F("status"),
+                F("demand").desc(),
+                F("latest_evidence_at").desc(),
+                F("id").desc(),
+                name="ticket_rank_status",
+                condition=Q(merged_into__isnull=True),
+            ),
+            models.Index(
+                F("demand").desc(),
+                F("latest_evidence_at").desc(),
+                F("id").desc(),
+                name="ticket_rank",
+                condition=Q(merged_into__isnull=True),
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.title

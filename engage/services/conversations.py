@@ -309,6 +309,10 @@ def log_reply(
         )
         tickets = list(told.values_list("ticket_id", flat=True))
         told.update(told_at=now)
+        # Imported here: services.feedback imports this module.
+        from engage.services.feedback import count_told
+
+        count_told(tickets, conversation=conversation)
         history.record(
             EventKind.FOLLOW_UP_CLEARED,
             conversation=conversation,

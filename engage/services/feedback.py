@@ -1,10 +1,11 @@
 """Writes on product feedback: tickets, evidence links, status changes and the loop back."""
 
+from collections.abc import Iterable
 from functools import partial
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import Count, F, Max, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -46,6 +47,137 @@ def _status_note(ticket: FeedbackTicket) -> str:
         .first()
     )
     return event.reason if event is not None else ""
+
+
+# The stored counts (FeedbackTicket.COUNTS) of a ticket without links.
+NO_EVIDENCE = {
+    "demand": 0,
+    "evidence_count": 0,
+    "told_count": 0,
+    "told_people": 0,
+    "latest_evidence_at": None,
+}
+
+
+def ticket_counts(ticket_ids: list[int]) -> dict[int, dict]:
+    """What the links of each ticket add up to, by ticket id (tickets without links are
+    missing). One aggregate query, served by the links' (ticket, conversation) index.
+
+    demand: distinct people (contacts) linked; evidence_count: links; told_count: links whose
+    person was told; told_people: distinct people told; latest_evidence_at: the newest link.
+    """
+    told = Q(told_at__isnull=False)
+    rows = (
+        FeedbackLink.objects.filter(ticket__in=ticket_ids)
+        .order_by()  # not the links' default order: it would split the groups
+        .values("ticket")
+        .annotate(
+            demand=Count("conversation__contact", distinct=True),
+            evidence_count=Count("pk"),
+            told_count=Count("pk", filter=told),
+            told_people=Count("conversation__contact", filter=told, distinct=True),
+            latest_evidence_at=Max("created_at"),
+        )
+    )
+    return {row.pop("ticket"): row for row in rows}
+
+
+def refresh_ticket_counts(ticket_ids: Iterable[int]) -> dict[int, dict]:
+    """Recount the stored counts of these tickets from their links and save the ones that
+    changed; return every ticket's counts by id. At most three queries, whatever the number
+    of links.
+
+    Call it in the transaction that deletes or moves links or changes the person of a
+    linked conversation (merges), after the change: the counts then commit (or roll back)
+    with it. Linking and telling add to the counts instead (_count_link, count_told).
+    """
+    ids = sorted(set(ticket_ids))
+    if not ids:
+        return {}
+    # Lock the tickets (in primary-key order, like every lock on several rows) before
+    # counting: a transaction changing the same ticket's links meanwhile waits here, then
+    # counts what this one committed, so neither saves a count that misses the other's change.
+    tickets = list(
+        FeedbackTicket.objects.select_for_update()
+        .filter(pk__in=ids)
+        .order_by("pk")
+        .only("pk", *FeedbackTicket.COUNTS)
+    )
+    found = ticket_counts(ids)
+    counts, changed = {}, []
+    for ticket in tickets:
+        counts[ticket.pk] = found.get(ticket.pk, NO_EVIDENCE)
+        if any(getattr(ticket, name) != value for name, value in counts[ticket.pk].items()):
+            for name, value in counts[ticket.pk].items():
+                setattr(ticket, name, value)
+            changed.append(ticket)
+    if changed:
+        FeedbackTicket.objects.bulk_update(changed, FeedbackTicket.COUNTS)
+    return counts
+
+
+def _recount(*tickets: FeedbackTicket) -> None:
+    """refresh_ticket_counts for tickets at hand, which then carry their new counts too."""
+    counts = refresh_ticket_counts(ticket.pk for ticket in tickets)
+    for ticket in tickets:
+        for name, value in counts.get(ticket.pk, NO_EVIDENCE).items():
+            setattr(ticket, name, value)
+
+
+# Linking evidence and telling people happen all day, and the most demanded tickets have
+# tens of thousands of links: a recount joins each to its conversation for the person (half
+# a second for 19,000 links among a million conversations). So these two add their change
+# to the stored counts instead, after looking up only the links of the same person (a few,
+# through the conversations' contact index and link_unique). They run under the ticket's
+# lock, so that lookup sees every link committed before: the counts stay what a recount
+# would find. Merges, rarer and wider, recount.
+
+
+def _count_link(ticket: FeedbackTicket, link: FeedbackLink, *, contact_id: int) -> None:
+    """Add a link just made to the stored counts of its ticket, locked by the caller."""
+    asked_before = (
+        FeedbackLink.objects.filter(ticket=ticket, conversation__contact_id=contact_id)
+        .exclude(pk=link.pk)
+        .exists()
+    )
+    ticket.evidence_count += 1
+    if not asked_before:
+        ticket.demand += 1
+    if ticket.latest_evidence_at is None or link.created_at > ticket.latest_evidence_at:
+        ticket.latest_evidence_at = link.created_at
+    ticket.save(update_fields=["evidence_count", "demand", "latest_evidence_at"])
+
+
+def count_told(ticket_ids: Iterable[int], *, conversation: Conversation) -> None:
+    """Add to the stored counts of these tickets the conversation's links to them, just
+    marked told (services.conversations.log_reply): one more link told on each, and one
+    more person told unless another conversation of theirs was told about it before.
+    Three queries; none without tickets."""
+    ids = sorted(set(ticket_ids))
+    if not ids:
+        return
+    # Locked in primary-key order before looking: telling the same person from another
+    # conversation at the same moment waits here, then finds them told already.
+    tickets = list(
+        FeedbackTicket.objects.select_for_update()
+        .filter(pk__in=ids)
+        .order_by("pk")
+        .only("pk", "told_count", "told_people")
+    )
+    told_before = set(
+        FeedbackLink.objects.filter(
+            ticket__in=ids,
+            told_at__isnull=False,
+            conversation__contact_id=conversation.contact_id,
+        )
+        .exclude(conversation=conversation)
+        .values_list("ticket", flat=True)
+    )
+    for ticket in tickets:
+        ticket.told_count += 1
+        if ticket.pk not in told_before:
+            ticket.told_people += 1
+    FeedbackTicket.objects.bulk_update(tickets, ["told_count", "told_people"])
 
 
 @transaction.atomic
@@ -108,6 +240,7 @@ def _link(ticket: FeedbackTicket, conversation_id: int, *, quote: str, actor) ->
             _("Conversation %(conversation)s is already evidence for this ticket.")
             % {"conversation": conversation.pk}
         ) from None
+    _count_link(ticket, link, contact_id=conversation.contact_id)
     history.record(
         EventKind.FEEDBACK_LINKED,
         conversation=conversation,
@@ -330,6 +463,10 @@ def merge_tickets(duplicate_id: int, into_id: int, *, actor) -> FeedbackTicket:
         untold = [link.conversation_id for link in moving]
     else:
         untold = [link.conversation_id for link in moving if link.told_at is None]
+
+    # The duplicate is left with no evidence; the kept ticket's people may be fewer than
+    # both added up (one person asked on both).
+    _recount(duplicate, kept)
 
     duplicate.merged_into = kept
     duplicate.save(update_fields=["merged_into", "updated_at"])

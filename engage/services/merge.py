@@ -9,6 +9,7 @@ from engage import history, permissions, workflow
 from engage.choices import EventKind, State
 from engage.errors import Conflict, InvalidInput
 from engage.models import Conversation, Event, FeedbackLink, Message, Note, Presence
+from engage.services.feedback import refresh_ticket_counts
 
 
 @transaction.atomic
@@ -57,6 +58,11 @@ def merge(
         "messages": Message.objects.filter(conversation=duplicate).update(conversation=kept),
         "notes": Note.objects.filter(conversation=duplicate).update(conversation=kept),
     }
+    # The tickets the duplicate is evidence for: their links move to the kept conversation
+    # (whose person may be another, or already counted) or are dropped. They are recounted.
+    recount = list(
+        FeedbackLink.objects.filter(conversation=duplicate).values_list("ticket", flat=True)
+    )
     shared_tickets = FeedbackLink.objects.filter(conversation=kept).values("ticket_id")
     dropped_links = list(
         FeedbackLink.objects.filter(conversation=duplicate, ticket_id__in=shared_tickets).values(
@@ -67,6 +73,7 @@ def merge(
     moved["evidence"] = FeedbackLink.objects.filter(conversation=duplicate).update(
         conversation=kept
     )
+    refresh_ticket_counts(recount)
     moved["events"] = Event.objects.filter(conversation=duplicate).update(conversation=kept)
     kept.tags.add(*duplicate.tags.all())
     Presence.objects.filter(conversation=duplicate).delete()

@@ -27,7 +27,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from itertools import accumulate
+from itertools import accumulate, batched
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -1113,6 +1113,8 @@ TICKET_TOPICS = (
 # Cumulative weights: new, triaged, planned, in progress, shipped, declined.
 TICKET_STATUS_WEIGHTS = tuple(accumulate((30, 20, 15, 10, 15, 10)))
 TICKET_BATCH = 5000
+# Tickets recounted per statement: a bulk UPDATE's CASE grows with each one.
+TICKET_COUNT_BATCH = 1000
 
 
 class SyntheticTickets:
@@ -1139,6 +1141,7 @@ class SyntheticTickets:
             ticket_ids = self.writer.insert(FeedbackTicket, ticket_rows, ids=True)
             self.writer.insert(Event, self.ticket_events(ticket_ids, ticket_rows), ids=False)
         linked = self.links(ticket_ids, ticket_rows, links)
+        self.count(ticket_ids)
         self.stdout.write(
             f"Added {tickets:,} synthetic tickets and {linked:,} evidence links "
             f"in {time.monotonic() - started:.1f}s."
@@ -1266,6 +1269,13 @@ class SyntheticTickets:
                     )
                 self.writer.insert(Event, events, ids=False)
         return len(conversations)
+
+    def count(self, ticket_ids: list[int]) -> None:
+        """Store the counts of the tickets (FeedbackTicket.COUNTS) from the links written, with
+        the services' own recount, TICKET_COUNT_BATCH tickets at a time."""
+        for batch in batched(ticket_ids, TICKET_COUNT_BATCH):
+            with transaction.atomic():
+                feedback_services.refresh_ticket_counts(batch)
 
 
 def _sqlite_value(value):
