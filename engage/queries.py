@@ -507,6 +507,14 @@ def _fetch_counts(sql: str, params: list) -> tuple | None:
 QUERY_CANCELED = "57014"
 
 
+def stage_tabs() -> list[StageCount]:
+    """The stage tabs without their counts (no query): what the queue page shows at once;
+    the counts follow in their own request (views.queue.queue_counts)."""
+    return [StageCount("", str(_("All stages")), None, False)] + [
+        StageCount(stage.value, str(stage.label), None, False) for stage in Stage
+    ]
+
+
 def stage_counts(filters: QueueFilter, *, user, cap: int | None = None) -> list[StageCount]:
     """How many conversations the filter (without its own stage) finds in each stage, and in
     all: counted up to `cap`, past which the count says "cap+". One query (on PostgreSQL,

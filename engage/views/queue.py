@@ -5,6 +5,8 @@ the filters, and every POST carries them back (`back`) so that its 303 returns t
 With no `state` parameter the queue shows open conversations; `state=` shows every state.
 """
 
+import contextlib
+
 from django.contrib import messages
 from django.http import Http404, QueryDict
 from django.shortcuts import redirect, render
@@ -50,6 +52,23 @@ def queue(request):
     return queue_page(request, request.GET)
 
 
+@viewer_required
+def queue_counts(request):
+    """The stage tabs with how many conversations the filters find in each: loaded by the
+    queue page after it shows (htmx), so that its rows never wait for the counts. A filter
+    the page refused gives the tabs without counts."""
+    form = QueueFilterForm(request.GET, managers=queries.community_managers())
+    counts = queries.stage_tabs()
+    stage = ""
+    if form.is_valid():
+        filters = form.queue_filter()
+        stage = filters.stage or ""
+        with contextlib.suppress(InvalidInput):  # the page says why; the tabs stay bare
+            counts = queries.stage_counts(filters, user=request.user)
+    context = {"counts": counts, "query": request.GET, "stage": stage, "counted": True}
+    return render(request, "engage/queue/stage_tabs.html", context)
+
+
 def queue_page(request, query: QueryDict, *, bulk_form=None, saved_view_form=None, status=200):
     """The page for the filters in `query`; a POST that failed re-shows its form in it."""
     managers = queries.community_managers()
@@ -62,7 +81,8 @@ def queue_page(request, query: QueryDict, *, bulk_form=None, saved_view_form=Non
             page = queries.queue_page(
                 filters, user=request.user, cursor=form.cleaned_data["cursor"] or None
             )
-            counts = queries.stage_counts(filters, user=request.user)
+            # The counts cost more than the page's rows: they come in their own request.
+            counts = queries.stage_tabs()
         except InvalidInput as error:
             errors.append(error.message)
     else:
@@ -177,6 +197,7 @@ def delete_view(request, pk: int):
 urlpatterns = [
     path("", home, name="home"),
     path("queue/", queue, name="queue"),
+    path("queue/counts/", queue_counts, name="queue_counts"),
     path("queue/claim/", claim_next, name="claim_next"),
     path("queue/bulk/", bulk_action, name="queue_bulk"),
     path("queue/views/", save_view, name="queue_save_view"),
