@@ -112,14 +112,24 @@ class Tag(models.Model):
 
 
 class Conversation(models.Model):
+    # Served by conversation_unique_external_id (source, external_id).
     source = models.ForeignKey(
-        Source, on_delete=models.PROTECT, related_name="conversations", verbose_name=_("source")
+        Source,
+        on_delete=models.PROTECT,
+        related_name="conversations",
+        verbose_name=_("source"),
+        db_index=False,
     )
     external_id = models.CharField(_("external id"), max_length=255)
     # The item's own channel: one API source may push several networks.
     channel = models.CharField(_("channel"), max_length=20, choices=Channel.choices)
+    # Served by conv_contact (contact, received_at).
     contact = models.ForeignKey(
-        Contact, on_delete=models.PROTECT, related_name="conversations", verbose_name=_("contact")
+        Contact,
+        on_delete=models.PROTECT,
+        related_name="conversations",
+        verbose_name=_("contact"),
+        db_index=False,
     )
     url = models.URLField(_("URL"), max_length=1000, blank=True)
     text = models.TextField(_("text"))
@@ -136,6 +146,7 @@ class Conversation(models.Model):
     cycle = models.PositiveIntegerField(_("cycle"), default=1)
     stage_entered_at = models.DateTimeField(_("in stage since"))
     # One assignee at most: a single nullable foreign key makes two impossible.
+    # Served by conv_assignee_due (assignee, stage, due, id).
     assignee = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
@@ -143,6 +154,7 @@ class Conversation(models.Model):
         blank=True,
         related_name="assigned_conversations",
         verbose_name=_("assignee"),
+        db_index=False,
     )
     state = models.CharField(_("state"), max_length=10, choices=State.choices, default=State.OPEN)
     snoozed_until = models.DateTimeField(_("snoozed until"), null=True, blank=True)
@@ -168,6 +180,7 @@ class Conversation(models.Model):
     time_in_sell = models.DurationField(_("time spent in sell"), null=True, blank=True)
 
     # Set when this conversation was merged into another: it then points there, closed.
+    # Few are merged: a partial index (conv_merged_into) serves them.
     merged_into = models.ForeignKey(
         "self",
         on_delete=models.SET_NULL,
@@ -175,6 +188,7 @@ class Conversation(models.Model):
         blank=True,
         related_name="merged_from",
         verbose_name=_("merged into"),
+        db_index=False,
     )
 
     # Optimistic concurrency: every change increments it; callers may send the one they saw.
@@ -305,6 +319,11 @@ class Conversation(models.Model):
                 & ~Q(sla_state=SlaState.BREACHED),
             ),
             models.Index(
+                fields=["merged_into"],
+                name="conv_merged_into",
+                condition=Q(merged_into__isnull=False),
+            ),
+            models.Index(
                 fields=["first_response_due_at", "id"],
                 name="conv_sla_stale",
                 condition=~Q(sla_state=SlaState.OK)
@@ -357,6 +376,7 @@ class Message(models.Model):
 
     # NULL only for our own reply that arrived before the message it answers: it waits,
     # invisible, and joins that message's conversation when it comes.
+    # Served by message_thread (conversation, sent_at).
     conversation = models.ForeignKey(
         Conversation,
         on_delete=models.CASCADE,
@@ -364,13 +384,16 @@ class Message(models.Model):
         verbose_name=_("conversation"),
         null=True,
         blank=True,
+        db_index=False,
     )
     # Denormalised from the conversation so the database can guard (source, external id).
-    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="+")
+    # Served by message_unique_external_id (source, external_id).
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="+", db_index=False)
     external_id = models.CharField(_("external id"), max_length=255, null=True, blank=True)
     # The external id of the message this one answers, on the same source.
     in_reply_to = models.CharField(_("in reply to"), max_length=255, blank=True)
     # The same person's same text again within the window: kept, recorded, not a new thread.
+    # Few messages are duplicates: a partial index (message_duplicates) serves them.
     duplicate_of = models.ForeignKey(
         "self",
         on_delete=models.CASCADE,
@@ -378,6 +401,7 @@ class Message(models.Model):
         blank=True,
         related_name="duplicates",
         verbose_name=_("duplicate of"),
+        db_index=False,
     )
     # A short hash of the normalised text, for the duplicate check.
     content_hash = models.CharField(max_length=16, blank=True)
@@ -449,6 +473,11 @@ class Message(models.Model):
                 fields=["created_at"],
                 name="message_to_enrich",
                 condition=Q(enriched_at__isnull=True),
+            ),
+            models.Index(
+                fields=["duplicate_of"],
+                name="message_duplicates",
+                condition=Q(duplicate_of__isnull=False),
             ),
             models.Index(
                 fields=["conversation", "cycle"],
@@ -610,11 +639,23 @@ class FeedbackLink(models.Model):
 class Event(models.Model):
     """Append-only history. Written only by engage.history."""
 
+    # Served by event_conversation (conversation, created_at).
     conversation = models.ForeignKey(
-        Conversation, on_delete=models.CASCADE, null=True, blank=True, related_name="events"
+        Conversation,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="events",
+        db_index=False,
     )
+    # Served by event_ticket (ticket, created_at).
     ticket = models.ForeignKey(
-        FeedbackTicket, on_delete=models.CASCADE, null=True, blank=True, related_name="events"
+        FeedbackTicket,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="events",
+        db_index=False,
     )
     kind = models.CharField(_("kind"), max_length=30, choices=EventKind.choices)
     actor = models.ForeignKey(
