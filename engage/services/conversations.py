@@ -5,8 +5,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
-from django.db.models import F, Q
+from django.db import connection, transaction
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -216,36 +216,68 @@ def assign(
     return conversation
 
 
+def _take_returning(oldest_due: QuerySet, actor) -> Conversation | None:
+    """PostgreSQL: lock the oldest-due candidate nobody else holds (SKIP LOCKED), assign it
+    and read it back, in one statement."""
+    pick, params = (
+        oldest_due.select_for_update(skip_locked=True).values("pk")[:1].query.sql_with_params()
+    )
+    table = connection.ops.quote_name(Conversation._meta.db_table)
+    taken = list(
+        Conversation.objects.raw(
+            f"UPDATE {table} SET assignee_id = %s, version = version + 1, updated_at = %s"  # noqa: S608
+            f" WHERE id = ({pick}) AND assignee_id IS NULL RETURNING *",
+            [actor.pk, timezone.now(), *params],
+        )
+    )
+    return taken[0] if taken else None
+
+
+def _take(oldest_due: QuerySet, actor) -> Conversation | None:
+    """Elsewhere (SQLite, no row locks): a compare-and-set on `assignee IS NULL`; None when
+    another claimer took the row first (or nothing is left: the caller tells which)."""
+    conversation = oldest_due.first()
+    if conversation is None:
+        return None
+    taken = Conversation.objects.filter(pk=conversation.pk, assignee__isnull=True).update(
+        assignee=actor, version=F("version") + 1, updated_at=timezone.now()
+    )
+    if not taken:
+        return None
+    conversation.refresh_from_db()
+    return conversation
+
+
 def claim_next(*, actor, stage: str | None = None) -> Conversation | None:
     """Give the caller the oldest-due unassigned open conversation (of `stage`, if given).
 
-    On PostgreSQL the candidate row is locked with SKIP LOCKED, so concurrent claimers
-    pass over each other's rows instead of waiting or colliding. The assignment itself is
-    a compare-and-set on `assignee IS NULL`, which also keeps SQLite (no row locks) safe.
-    Returns None when nothing is left.
+    On PostgreSQL one statement locks the candidate row with SKIP LOCKED (so concurrent
+    claimers pass over each other's rows instead of waiting or colliding), assigns it and
+    reads it back; then the Event. Elsewhere the assignment is a compare-and-set on
+    `assignee IS NULL`, which keeps SQLite (no row locks) safe. Returns None when nothing
+    is left.
     """
     permissions.require_work(actor)
     _check_assignable(actor)
     if stage is not None and stage not in Stage.values:
         raise InvalidInput(_("“%(stage)s” is not a stage.") % {"stage": stage}, field="stage")
+    candidates = Conversation.objects.filter(assignee__isnull=True, state=State.OPEN)
+    if stage is not None:
+        candidates = candidates.filter(stage=stage)
+    oldest_due = candidates.order_by("first_response_due_at", "id")
     for _attempt in range(20):
         with transaction.atomic():
-            candidates = Conversation.objects.filter(assignee__isnull=True, state=State.OPEN)
-            if stage is not None:
-                candidates = candidates.filter(stage=stage)
-            conversation = (
-                candidates.order_by("first_response_due_at", "id")
-                .select_for_update(skip_locked=True)
-                .first()
-            )
+            if connection.vendor == "postgresql":
+                conversation = _take_returning(oldest_due, actor)
+            else:
+                conversation = _take(oldest_due, actor)
             if conversation is None:
-                return None
-            taken = Conversation.objects.filter(pk=conversation.pk, assignee__isnull=True).update(
-                assignee=actor, version=F("version") + 1, updated_at=timezone.now()
-            )
-            if not taken:
+                # On PostgreSQL: none left (locked rows are skipped, never fought over).
+                if connection.vendor == "postgresql":
+                    return None
+                if not oldest_due.exists():
+                    return None
                 continue
-            conversation.refresh_from_db()
             history.record(
                 EventKind.ASSIGNED,
                 conversation=conversation,
