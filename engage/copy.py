@@ -49,8 +49,12 @@ def insert(objects: list[Model]) -> None:
             [meta.db_table, len(objects)],
         )
         ids = [pk for (pk,) in cursor.fetchall()]
-        # Table and column names come from the model, never from input.
-        with cursor.cursor.copy(f"COPY {table} (id, {columns}) FROM STDIN") as copy:
+        # Table and column names come from the model, never from input. Errors from the
+        # raw cursor become Django's (IntegrityError...), as from any query.
+        with (
+            connection.wrap_database_errors,
+            cursor.cursor.copy(f"COPY {table} (id, {columns}) FROM STDIN") as copy,
+        ):
             for obj, pk in zip(objects, ids, strict=True):
                 values = obj.__dict__
                 row = [pk]
@@ -93,7 +97,11 @@ def insert_rows(model: type[Model], rows: list[dict]) -> None:
     columns = ", ".join(connection.ops.quote_name(meta.get_field(name).column) for name in names)
     # Table and column names come from the model, never from input.
     statement = f"COPY {table} ({columns}) FROM STDIN"
-    with connection.cursor() as cursor, cursor.cursor.copy(statement) as copy:
+    with (
+        connection.cursor() as cursor,
+        connection.wrap_database_errors,
+        cursor.cursor.copy(statement) as copy,
+    ):
         for row in rows:
             for name in json_names:
                 row[name] = json.dumps(row[name])

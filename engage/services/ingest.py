@@ -422,6 +422,22 @@ def _place(batch: _Batch, item: IncomingItem, source: Source) -> Outcome:
     elif item.direction == Direction.INBOUND:
         conversation = _new_conversation(batch, item, source, sent_at)
         message.conversation, message.cycle = conversation, conversation.cycle
+    elif not item.in_reply_to:
+        # Our own message answering nothing and answered by nothing stored: no conversation
+        # to put it in, nor one to wait for.
+        del batch.stored[key]
+        return Outcome(
+            ERROR,
+            errors=[
+                FieldError(
+                    "in_reply_to",
+                    _(
+                        "Our own message must answer another: give in_reply_to, the "
+                        "external id of the message it answers."
+                    ),
+                )
+            ],
+        )
     else:
         # Our reply to something not stored yet: it waits and joins its parent later.
         message.cycle = 1
