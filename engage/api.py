@@ -5,6 +5,7 @@ Authentication is a Django session (with CSRF for unsafe methods) or
 engage.permissions: the services refuse writes, `_viewer` refuses reads.
 
 Every error is JSON `{"detail": ...}`:
+- 400 a body that is not JSON, or a request that cannot be understood; 413 a body too large;
 - 401 not authenticated, 403 the role does not allow it (or a failed CSRF check),
   404 an unknown id or path;
 - 409 a rule refused the change (a skipped step, a stale `version`, already linked):
@@ -34,7 +35,13 @@ from django.utils.translation import gettext as _
 from ninja import Field, NinjaAPI, Query, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import APIKeyCookie, HttpBearer
-from pydantic import AfterValidator, AwareDatetime, ConfigDict, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BeforeValidator,
+    ConfigDict,
+    StringConstraints,
+)
 
 from engage import metrics, permissions, queries, workflow
 from engage.choices import (
@@ -155,9 +162,33 @@ Url = Annotated[
     AfterValidator(_storable),
     AfterValidator(_web_url),
 ]
-Time = Annotated[AwareDatetime, AfterValidator(_plausible_time)]
+
+
+def _time_text(value):
+    # The schema promises an ISO 8601 string; pydantic would also read a number, as seconds
+    # or milliseconds since 1970 depending on its size, which no client can mean by accident.
+    if not isinstance(value, str | datetime):
+        raise ValueError(_("Expected an ISO 8601 time, e.g. 2026-11-21T09:30:00Z."))
+    return value
+
+
+def _id_text(value):
+    # Exports carry numeric ids (tweet ids): an integer is stored as its text.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+Time = Annotated[
+    AwareDatetime,
+    BeforeValidator(_time_text, json_schema_input_type=AwareDatetime),
+    AfterValidator(_plausible_time),
+]
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 Version = Annotated[int, Field(ge=1, le=MAX_ID)]
+# An id in the address: one that no row can have (0, negative, beyond a bigint) is answered
+# 404 by _on_validation_error before it reaches a query (SQLite cannot even bind it).
+PathId = Annotated[int, Field(ge=1, le=MAX_ID)]
 Username = Text(150)
 PriorityKey = Literal["low", "normal", "high", "urgent"]
 LONG_TEXT = 100_000
@@ -412,7 +443,7 @@ def _conversation_detail(conversation: Conversation) -> dict:
 
 
 def _ticket(ticket: FeedbackTicket) -> dict:
-    """A ticket as the API shows it. Expects `queries.tickets()` joins and annotations."""
+    """A ticket as the API shows it, with its stored counts. Expects `queries.tickets()`."""
     return {
         "id": ticket.pk,
         "title": ticket.title,
@@ -494,6 +525,8 @@ def _field_name(loc) -> str | None:
 
 @api.exception_handler(ValidationError)
 def _on_validation_error(request, exc: ValidationError):
+    if any(tuple(error.get("loc", ()))[:1] == ("path",) for error in exc.errors):
+        return _detail(request, 404, _("Not found."))
     return _detail(
         request,
         422,
@@ -570,7 +603,9 @@ def _on_unexpected(request, exc: Exception):
     return _detail(request, 500, _("Something went wrong on our side. Please try again."))
 
 
-ERRORS = {401: Error, 403: Error, 404: Error, 409: Error, 422: Error}
+# Every operation may answer these: 400 (a body that is not JSON, a malformed request) and
+# 413 (a body over DATA_UPLOAD_MAX_MEMORY_SIZE) come before any parameter is read.
+ERRORS = {400: Error, 401: Error, 403: Error, 404: Error, 409: Error, 413: Error, 422: Error}
 
 
 # Conversations ----------------------------------------------------------------------------
@@ -608,10 +643,11 @@ class ItemIn(Input):
     name creates an API source. (source, external_id) is unique: posting it again returns
     the stored conversation."""
 
-    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
-
     source: Text(200, required=True)
-    external_id: Text(255, required=True)
+    external_id: Annotated[
+        Text(255, required=True),
+        BeforeValidator(_id_text, json_schema_input_type=Text(255, required=True) | int),
+    ] = Field(description="Text, or an integer (stored as its text).")
     channel: Channel
     author: AuthorIn
     text: Text(LONG_TEXT, required=True)
@@ -784,7 +820,7 @@ def ingest(request, payload: IngestIn):
     response={200: ConversationDetail, **ERRORS},
     tags=["conversations"],
 )
-def get_conversation(request, conversation_id: int):
+def get_conversation(request, conversation_id: PathId):
     """One conversation with its thread, notes, history and evidence."""
     _viewer(request)
     return _conversation_detail(queries.conversation_detail(conversation_id))
@@ -795,7 +831,7 @@ def get_conversation(request, conversation_id: int):
     response={200: ConversationOut, **ERRORS},
     tags=["cycle"],
 )
-def advance(request, conversation_id: int, payload: AdvanceIn):
+def advance(request, conversation_id: PathId, payload: AdvanceIn):
     """Move one step on (listen → interact → react → sell). 409 names what is missing."""
     with _not_found_as("conversation"):
         conversation_services.advance(
@@ -809,7 +845,7 @@ def advance(request, conversation_id: int, payload: AdvanceIn):
     response={200: ConversationOut, **ERRORS},
     tags=["cycle"],
 )
-def restart(request, conversation_id: int, payload: RestartIn):
+def restart(request, conversation_id: PathId, payload: RestartIn):
     """Go back to listen from any stage, with a reason, starting the next cycle."""
     with _not_found_as("conversation"):
         conversation_services.restart(
@@ -826,7 +862,7 @@ def restart(request, conversation_id: int, payload: RestartIn):
     response={200: ConversationOut, **ERRORS},
     tags=["conversations"],
 )
-def assign(request, conversation_id: int, payload: AssignIn):
+def assign(request, conversation_id: PathId, payload: AssignIn):
     """Give the conversation to a community manager, or to nobody with null."""
     permissions.require_work(request.auth)
     assignee = None
@@ -858,7 +894,7 @@ def claim(request, payload: ClaimIn | None = None):
     response={201: MessageOut, **ERRORS},
     tags=["conversations"],
 )
-def log_reply(request, conversation_id: int, payload: ReplyIn):
+def log_reply(request, conversation_id: PathId, payload: ReplyIn):
     """Log our reply in the current cycle (written here or on the network itself)."""
     with _not_found_as("conversation"):
         message = conversation_services.log_reply(
@@ -872,7 +908,7 @@ def log_reply(request, conversation_id: int, payload: ReplyIn):
     response={201: NoteOut, **ERRORS},
     tags=["conversations"],
 )
-def add_note(request, conversation_id: int, payload: NoteIn):
+def add_note(request, conversation_id: PathId, payload: NoteIn):
     """Add an internal note, never shown outside."""
     with _not_found_as("conversation"):
         note = conversation_services.add_note(
@@ -886,7 +922,7 @@ def add_note(request, conversation_id: int, payload: NoteIn):
     response={201: ConversationOut, **ERRORS},
     tags=["cycle"],
 )
-def record_no_change(request, conversation_id: int, payload: NoChangeIn):
+def record_no_change(request, conversation_id: PathId, payload: NoChangeIn):
     """Record, in react, that this cycle needs no product change, and why.
 
     Answers 201 (the record is created) with the conversation, which may now advance to
@@ -904,7 +940,7 @@ def record_no_change(request, conversation_id: int, payload: NoChangeIn):
     response={200: ConversationOut, **ERRORS},
     tags=["conversations"],
 )
-def set_priority(request, conversation_id: int, payload: PriorityIn):
+def set_priority(request, conversation_id: PathId, payload: PriorityIn):
     """Change the priority; the first-response due time follows unless already answered."""
     with _not_found_as("conversation"):
         conversation_services.set_priority(
@@ -918,7 +954,7 @@ def set_priority(request, conversation_id: int, payload: PriorityIn):
     response={200: ConversationOut, **ERRORS},
     tags=["conversations"],
 )
-def set_state(request, conversation_id: int, payload: StateIn):
+def set_state(request, conversation_id: PathId, payload: StateIn):
     """Open, snooze (with `snoozed_until` in the future) or close a conversation."""
     with _not_found_as("conversation"):
         conversation_services.set_state(
@@ -1027,14 +1063,14 @@ def add_source(request, payload: SourceIn):
 
 
 @api.get("/sources/{source_id}", response={200: SourceOut, **ERRORS}, tags=["sources"])
-def get_source(request, source_id: int):
+def get_source(request, source_id: PathId):
     """One source, removed or not, with its polling health."""
     _viewer(request)
     return _source(_source_or_404(source_id))
 
 
 @api.patch("/sources/{source_id}", response={200: SourceOut, **ERRORS}, tags=["sources"])
-def update_source(request, source_id: int, payload: SourcePatch):
+def update_source(request, source_id: PathId, payload: SourcePatch):
     """Change a source (staff only); `is_active` pauses or resumes it. All the changes sent
     happen in one transaction, or none does. A new `url` is polled at once."""
     _staff(request)
@@ -1054,7 +1090,7 @@ def update_source(request, source_id: int, payload: SourcePatch):
 
 
 @api.delete("/sources/{source_id}", response={200: SourceOut, **ERRORS}, tags=["sources"])
-def remove_source(request, source_id: int):
+def remove_source(request, source_id: PathId):
     """Remove a source (staff only): no longer polled or listed; its conversations stay."""
     _staff(request)
     _source_or_404(source_id)
@@ -1062,7 +1098,7 @@ def remove_source(request, source_id: int):
 
 
 @api.post("/sources/{source_id}/restore", response={200: SourceOut, **ERRORS}, tags=["sources"])
-def restore_source(request, source_id: int):
+def restore_source(request, source_id: PathId):
     """Put a removed source back on the list (staff only). It stays paused until resumed."""
     _staff(request)
     _source_or_404(source_id)
@@ -1070,7 +1106,7 @@ def restore_source(request, source_id: int):
 
 
 @api.post("/sources/{source_id}/poll", response={202: SourceOut, **ERRORS}, tags=["sources"])
-def poll_source(request, source_id: int):
+def poll_source(request, source_id: PathId):
     """Poll a feed now (staff only): 202, the poll runs as a job; read the source again for
     its outcome. 422 for a source that is not a feed."""
     _staff(request)
@@ -1408,14 +1444,14 @@ def create_ticket(request, payload: TicketIn):
 
 
 @api.get("/feedback/{ticket_id}", response={200: TicketDetail, **ERRORS}, tags=["feedback"])
-def get_ticket(request, ticket_id: int):
+def get_ticket(request, ticket_id: PathId):
     """One ticket with its evidence (who asked, and whether they were told) and history."""
     _viewer(request)
     return _ticket_detail(queries.ticket_detail(ticket_id))
 
 
 @api.patch("/feedback/{ticket_id}", response={200: TicketDetail, **ERRORS}, tags=["feedback"])
-def update_ticket(request, ticket_id: int, payload: TicketPatch):
+def update_ticket(request, ticket_id: PathId, payload: TicketPatch):
     """Change a ticket's status (with an optional `note`), owner or text: product team only.
 
     All the changes sent happen in one transaction, or none does.
@@ -1445,7 +1481,7 @@ def update_ticket(request, ticket_id: int, payload: TicketPatch):
 @api.post(
     "/feedback/{ticket_id}/evidence", response={201: EvidenceOut, **ERRORS}, tags=["feedback"]
 )
-def link_evidence(request, ticket_id: int, payload: EvidenceIn):
+def link_evidence(request, ticket_id: PathId, payload: EvidenceIn):
     """Link a conversation to the ticket with the quote that shows the need; 409 if linked."""
     with _not_found_as("ticket"):
         link = feedback_services.link_evidence(
@@ -1455,7 +1491,7 @@ def link_evidence(request, ticket_id: int, payload: EvidenceIn):
 
 
 @api.post("/feedback/{ticket_id}/merge", response={200: TicketDetail, **ERRORS}, tags=["feedback"])
-def merge_tickets(request, ticket_id: int, payload: MergeIn):
+def merge_tickets(request, ticket_id: PathId, payload: MergeIn):
     """Merge this duplicate into the ticket `into` (product team only) and return the kept
     ticket: the evidence moves there. 409 when either was already merged; 422 for `into`
     unknown or the same ticket."""

@@ -7,6 +7,7 @@ that is wrong, each with a sentence that says what is wrong with it.
 """
 
 import html
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -85,7 +86,16 @@ def _text(value, field: str, errors: list, *, limit: int, required: bool = False
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         errors.append(FieldError(field, _("Expected text, got %(type)s.") % {"type": _kind(value)}))
         return ""
+    if isinstance(value, float) and not math.isfinite(value):
+        # JSON's 1e400 reads as infinity: "inf" is not what the sender wrote.
+        errors.append(FieldError(field, _("Expected text, got a number too large to store.")))
+        return ""
     value = clean_text(str(value))
+    if not _encodable(value):
+        errors.append(
+            FieldError(field, _("Not valid Unicode: a lone surrogate (\\ud800 to \\udfff)."))
+        )
+        return ""
     if required and not value:
         errors.append(FieldError(field, _("This field is required and may not be blank.")))
     elif len(value) > limit:
@@ -97,6 +107,16 @@ def _text(value, field: str, errors: list, *, limit: int, required: bool = False
             )
         )
     return value
+
+
+def _encodable(value: str) -> bool:
+    """Whether the text can be stored: a JSON "\\ud800" escape decodes to a lone surrogate,
+    which no database encoding accepts."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _kind(value) -> str:
@@ -122,10 +142,10 @@ def parse_time(value) -> datetime:
     """ISO 8601 (with a zone; none means UTC), RFC 2822, Twitter's export format, or Unix
     seconds. Raises ValueError with a sentence."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, tz=UTC)
+        return _from_timestamp(value)
     text = str(value).strip()
     if re.fullmatch(r"\d{9,11}(\.\d+)?", text):
-        return datetime.fromtimestamp(float(text), tz=UTC)
+        return _from_timestamp(float(text))
     for parse in (
         lambda t: datetime.fromisoformat(t.replace("Z", "+00:00")),
         lambda t: datetime.strptime(t, TWITTER_TIME),
@@ -133,13 +153,23 @@ def parse_time(value) -> datetime:
     ):
         try:
             moment = parse(text)
-        except (ValueError, TypeError, IndexError):
+        except (ValueError, TypeError, IndexError, OverflowError):
             continue
         return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     raise ValueError(
         _("“%(value)s” is not a time: use ISO 8601, e.g. 2026-11-21T09:30:00Z.")
         % {"value": text[:60]}
     )
+
+
+def _from_timestamp(seconds: float) -> datetime:
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        raise ValueError(
+            _("%(value)s is not a time: as seconds since 1970 it is out of range.")
+            % {"value": str(seconds)[:30]}
+        ) from None
 
 
 def _time(value, errors: list) -> datetime | None:

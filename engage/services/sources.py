@@ -38,13 +38,17 @@ def _get(source_id: int) -> Source:
         ) from None
 
 
-def _check(name: str, url: str, channel: str, interval: int, *, exclude: int | None = None):
+def _check_name(name: str, *, exclude: int | None = None) -> None:
     if not name.strip():
         raise InvalidInput(_("A source needs a name."), field="name")
     if Source.objects.filter(name=name.strip()).exclude(pk=exclude).exists():
         raise InvalidInput(
             _("A source named “%(name)s” already exists.") % {"name": name.strip()}, field="name"
         )
+
+
+def _check(name: str, url: str, channel: str, interval: int, *, exclude: int | None = None):
+    _check_name(name, exclude=exclude)
     if not url.startswith(("http://", "https://")):
         raise InvalidInput(_("A feed address starts with http:// or https://."), field="url")
     if channel not in Channel.values:
@@ -98,8 +102,10 @@ def update_source(source_id: int, *, actor, **changes) -> Source:
         _check(
             source.name, source.url, source.channel, source.poll_interval_minutes, exclude=source.pk
         )
-    elif not source.name:
-        raise InvalidInput(_("A source needs a name."), field="name")
+    else:
+        # An API or file source is renamed too: names are unique, and a clash must be a
+        # clear error rather than the database's IntegrityError.
+        _check_name(source.name, exclude=source.pk)
     if "url" in changes:
         # Another address: forget what the old server said, and read it soon.
         source.etag, source.last_modified, source.next_poll_at = "", "", timezone.now()

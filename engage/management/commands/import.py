@@ -18,6 +18,7 @@ and written beside the input as `<name>.rejects.<ext>`, in the input's format wi
 number and the errors added, ready to fix and import again.
 """
 
+import collections
 import contextlib
 import csv
 import gzip
@@ -64,6 +65,7 @@ class Record:
     values: object = None
     original: object = None
     problem: str = ""
+    text: str = ""  # a JSON line as read, for a rejects line that JSON cannot write again
 
 
 @dataclass
@@ -133,14 +135,58 @@ def rejects_path(path: Path, extension: str) -> Path:
     return path.with_name(f"{name}.rejects{extension}")
 
 
+class Lines:
+    """The lines of a text for csv.reader, counted, keeping those of the record being read,
+    and able to take some back: after a quote that is never closed has swallowed the rest
+    of the file into one field, the lines after it are read again as records."""
+
+    def __init__(self, text):
+        self.text = text
+        self.taken_back: collections.deque[str] = collections.deque()
+        self.number = 0  # lines handed out so far
+        self.record: list[str] = []  # the lines of the current record
+        self.ended = False  # the reader asked for a line after the last one
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        line = self.taken_back.popleft() if self.taken_back else self.text.readline()
+        if not line:
+            self.ended = True
+            raise StopIteration
+        self.number += 1
+        self.record.append(line)
+        return line
+
+    def start_record(self) -> int:
+        """The number of the line the next record starts on."""
+        self.record = []
+        return self.number + 1
+
+    def take_back(self, lines: list[str]) -> None:
+        self.taken_back.extendleft(reversed(lines))
+        self.number -= len(lines)
+        self.ended = False
+
+
+# Byte order marks of the encodings a spreadsheet's "Unicode text" export uses.
+UTF16_MARKS = (b"\xff\xfe", b"\xfe\xff")
+SEPARATORS = (";", "\t", "|")
+
+
 class CsvRows:
     """Records of a CSV file with a header row. Line numbers are those of a record's first
     line, so a quoted field with newlines does not shift the ones after it."""
 
     def __init__(self, binary, columns: dict[str, str]):
-        # surrogateescape: a row with invalid UTF-8 is reported, not the whole file refused.
-        text = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="surrogateescape", newline="")
-        self.reader = csv.reader(text)
+        # UTF-16 (with its byte order mark) is read as such; anything else as UTF-8, where
+        # surrogateescape lets a row with invalid UTF-8 be reported rather than the whole
+        # file refused.
+        encoding = "utf-16" if binary.peek(2)[:2] in UTF16_MARKS else "utf-8-sig"
+        text = io.TextIOWrapper(binary, encoding=encoding, errors="surrogateescape", newline="")
+        self.lines = Lines(text)
+        self.reader = csv.reader(self.lines)
         header = []
         while not header:
             try:
@@ -158,6 +204,15 @@ class CsvRows:
         """Refuse a file whose header cannot give the items their fields, before storing any."""
         names = set(self.header)
         listing = ", ".join(self.header) or _("(nothing)")
+        separator = next((c for c in SEPARATORS if len(self.header) == 1 and c in listing), None)
+        if separator is not None:
+            raise CommandError(
+                _(
+                    "The header has a single column, “%(header)s”: the file seems to separate "
+                    "its columns with “%(separator)s”. Save it as CSV with commas between columns."
+                )
+                % {"header": listing[:200], "separator": separator}
+            )
         for target, column in mapping.items():
             if column not in names:
                 raise CommandError(
@@ -192,20 +247,31 @@ class CsvRows:
     def __iter__(self) -> Iterator[Record]:
         width = len(self.header)
         while True:
-            line = self.reader.line_num + 1
+            line = self.lines.start_record()
             try:
                 fields = next(self.reader)
             except StopIteration:
                 return
             except csv.Error as error:
-                yield Record(
-                    line,
-                    original=[],
-                    problem=_("not readable as CSV: %(error)s") % {"error": error},
+                problem = _("not readable as CSV: %(error)s") % {"error": error}
+                if len(self.lines.record) > 1:
+                    # A field over the size limit that spans lines is, most likely, a quote
+                    # never closed that swallowed the rows after it: they are read again.
+                    problem += _(" (a quote opened on this line and never closed?)")
+                    yield self._unclosed(line, width, problem)
+                    continue
+                # Empty columns, so that the line number and the errors of the rejects
+                # file stay under their own headings.
+                yield Record(line, original=[""] * width, problem=problem)
+                continue
+            if self.lines.ended:
+                # The file ended inside a quoted field: its quote was never closed.
+                yield self._unclosed(
+                    line, width, _('a quote (") opened on this line is never closed')
                 )
                 continue
-            if not fields:
-                continue  # a blank line
+            if not any(field.strip() for field in fields):
+                continue  # a blank line, or one of empty columns (",,,")
             original = fields
             problem = ""
             try:
@@ -223,6 +289,17 @@ class CsvRows:
                 continue
             values = {target: fields[n] for target, n in self.positions.items()}
             yield Record(line, values=values, original=fields)
+
+    def _unclosed(self, line: int, width: int, problem: str) -> Record:
+        """Reject the record that starts on `line` with its first line only, and read the
+        lines it swallowed again, so that the rows among them are not lost."""
+        first, *swallowed = self.lines.record
+        self.lines.take_back(swallowed)
+        try:
+            original = next(csv.reader([first]), [])
+        except csv.Error:  # the first line alone is over the size limit
+            original = []
+        return Record(line, original=(original + [""] * width)[:width], problem=problem)
 
 
 def _reject_constant(name: str):
@@ -290,7 +367,7 @@ class JsonLines:
                 # parse_item says what is wrong; the rejects file keeps the line as it was.
                 yield Record(line, values=value, original=text)
                 continue
-            yield Record(line, values=self._fields(value), original=value)
+            yield Record(line, values=self._fields(value), original=value, text=text)
 
     def _fields(self, value: dict) -> dict:
         values = {}
@@ -334,7 +411,11 @@ class Rejects:
     def _open(self) -> None:
         try:
             handle, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-            self.file = open(handle, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed in finish()
+            # backslashreplace: a lone surrogate (a JSON "\\ud800" escape) is written back as
+            # that escape, which is what the input said.
+            self.file = open(  # noqa: SIM115 - closed in finish()
+                handle, "w", encoding="utf-8", errors="backslashreplace", newline=""
+            )
         except OSError as error:
             raise CommandError(
                 _("Cannot write the rejects file beside %(path)s: %(reason)s.")
@@ -357,11 +438,22 @@ class Rejects:
         if self.fmt == "csv":
             self.writer.writerow([*record.original, record.line, "; ".join(errors)])
             return
+        text = None
         if isinstance(record.original, dict):
-            line = {**record.original, "_line": record.line, "_errors": errors}
-        else:
-            line = {"_line": record.line, "_errors": errors, "_raw": record.original}
-        self.file.write(json.dumps(line, ensure_ascii=False) + "\n")
+            # allow_nan=False: 1e400, read as infinity, would be written as Infinity, which
+            # is not JSON; such a line is written back as it was read instead.
+            with contextlib.suppress(ValueError):
+                text = json.dumps(
+                    {**record.original, "_line": record.line, "_errors": errors},
+                    ensure_ascii=False,
+                    allow_nan=False,
+                )
+        if text is None:
+            raw = record.text or record.original
+            text = json.dumps(
+                {"_line": record.line, "_errors": errors, "_raw": raw}, ensure_ascii=False
+            )
+        self.file.write(text + "\n")
 
     def finish(self, *, completed: bool) -> None:
         if self.file is not None:
@@ -602,6 +694,8 @@ class Command(BaseCommand):
     def _say(self, message: str, *, notice: bool = False) -> None:
         """A line on stderr that does not tear the progress bar. Rejected rows are errors;
         a notice (what is ignored, what is not shown) is a warning."""
+        # A message may quote a value with a lone surrogate, which no terminal can encode.
+        message = message.encode("utf-8", "backslashreplace").decode("utf-8")
         with tqdm.external_write_mode(file=self.stream):
             self.stderr.write(message, style_func=self.style.WARNING if notice else None)
 
