@@ -698,6 +698,13 @@ class Event(models.Model):
             models.Index(fields=["conversation", "created_at"], name="event_conversation"),
             models.Index(fields=["ticket", "created_at"], name="event_ticket"),
             models.Index(fields=["conversation", "cycle", "kind"], name="event_cycle_kind"),
+            # The dashboard's tickets shipped or declined in a period.
+            models.Index(
+                fields=["created_at"],
+                name="event_ticket_moves",
+                include=["ticket", "data"],
+                condition=Q(kind=EventKind.TICKET_STATUS_CHANGED),
+            ),
             # The dashboard's restarts of a period.
             models.Index(
                 fields=["created_at"],
