@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: demo test install lint serve worker clean
+.PHONY: demo test install lint serve worker clean bench
 
 $(VENV)/.installed: requirements.txt
 	@test -x $(PY) || "$$(scripts/find-python)" -m venv $(VENV)
@@ -37,6 +37,11 @@ serve: install
 
 worker: install
 	$(PY) manage.py rqworker default
+
+# The benchmarks against DATABASE_URL (PostgreSQL): builds the data set if it is missing,
+# then prints bench/out/results.md. BENCH_ARGS=--quick tries it on a small data set.
+bench: install
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) staticfiles db.sqlite3 db.sqlite3-*

@@ -188,6 +188,7 @@ def push(source: str, total: int, send) -> dict:
         "seconds": sum(times),
         "median_ms": median * 1000,
         "p95_ms": p95 * 1000,
+        "times": times,  # each batch's round trip in seconds, for callers that pool them
     }
 
 
