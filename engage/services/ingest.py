@@ -228,7 +228,11 @@ def _load(batch: _Batch, live) -> None:
     # Replies already stored that answer one of these items (they arrived first).
     answering = _any_of("in_reply_to", ids)
     children = (
-        Message.objects.filter(answering).values_list(
+        # The exclusion states the partial index's condition (message_in_reply_to): the
+        # planner cannot infer it from an IN list of more than 100 values.
+        Message.objects.filter(answering)
+        .exclude(in_reply_to="")
+        .values_list(
             "pk",
             "source_id",
             "in_reply_to",
