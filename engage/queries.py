@@ -469,6 +469,11 @@ COUNT_ORDER = ("stage", "first_response_due_at", "id")
 def _count_order(filters: QueueFilter) -> tuple[str, ...]:
     if filters.overdue or (filters.assignee and filters.state == State.OPEN):
         return COUNT_ORDER
+    if filters.state == State.OPEN and not (filters.q or filters.channel or filters.sentiment):
+        # The open ones by stage: walked in conv_stage_due, an empty stage costs nothing.
+        # A scan would be as fast only while each stage's rows were spread evenly through
+        # the table; updates move rows to its end (400 ms at a million).
+        return COUNT_ORDER
     if filters.state in (State.SNOOZED, State.CLOSED):
         # The few conversations that are not open: walked in their own (state, due, id) index.
         return ("state", "first_response_due_at", "id")
