@@ -32,6 +32,7 @@ from engage import queries
 from engage.choices import CLOSED_TICKET_STATUSES, Priority, Role, SourceKind, TicketStatus
 from engage.errors import EngageError
 from engage.models import (
+    FUNNEL_RECORD,
     ApiToken,
     Availability,
     Contact,
@@ -730,15 +731,7 @@ CYCLE_FIELDS = (
     "version",
 )
 # The dashboard funnel's record, kept by the services (Conversation.enter_stage).
-FUNNEL_FIELDS = (
-    "interact_reached_at",
-    "react_reached_at",
-    "sell_reached_at",
-    "time_in_listen",
-    "time_in_interact",
-    "time_in_react",
-    "time_in_sell",
-)
+FUNNEL_FIELDS = FUNNEL_RECORD
 
 
 @admin.register(Conversation)

@@ -111,6 +111,18 @@ class Tag(models.Model):
         return self.name
 
 
+# The dashboard funnel's record on each conversation, kept by Conversation.enter_stage.
+FUNNEL_RECORD = (
+    "interact_reached_at",
+    "react_reached_at",
+    "sell_reached_at",
+    "time_in_listen",
+    "time_in_interact",
+    "time_in_react",
+    "time_in_sell",
+)
+
+
 class Conversation(models.Model):
     # Served by conversation_unique_external_id (source, external_id).
     source = models.ForeignKey(
@@ -254,13 +266,7 @@ class Conversation(models.Model):
                     "merged_into",
                     "first_response_at",
                     "first_response_due_at",
-                    "interact_reached_at",
-                    "react_reached_at",
-                    "sell_reached_at",
-                    "time_in_listen",
-                    "time_in_interact",
-                    "time_in_react",
-                    "time_in_sell",
+                    *FUNNEL_RECORD,
                 ],
             ),
             # The dashboard's workload: who carries what, of the conversations not closed.

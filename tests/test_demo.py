@@ -19,6 +19,7 @@ from engage import workflow
 from engage.choices import Direction, EventKind, Role, Stage, TicketStatus
 from engage.management.commands import demo
 from engage.models import (
+    FUNNEL_RECORD,
     Contact,
     Conversation,
     Event,
@@ -177,15 +178,7 @@ def assert_synthetic_rows_are_valid(expected: int, *, history_times: bool = True
         assert_funnel_record_matches_the_history(rows)
 
 
-FUNNEL_RECORD = [
-    "interact_reached_at",
-    "react_reached_at",
-    "sell_reached_at",
-    "time_in_listen",
-    "time_in_interact",
-    "time_in_react",
-    "time_in_sell",
-]
+FUNNEL_RECORD = list(FUNNEL_RECORD)
 
 
 def assert_funnel_record_matches_the_history(rows) -> None:

@@ -21,7 +21,14 @@ from engage import metrics
 from engage.choices import EventKind, Role, Stage, State, TicketStatus
 from engage.errors import InvalidInput
 from engage.metrics import Scope
-from engage.models import BacklogSnapshot, Conversation, Event, FeedbackLink, FeedbackTicket
+from engage.models import (
+    FUNNEL_RECORD,
+    BacklogSnapshot,
+    Conversation,
+    Event,
+    FeedbackLink,
+    FeedbackTicket,
+)
 from engage.services import conversations as services
 from engage.services import feedback
 from engage.services.merge import merge
@@ -42,15 +49,7 @@ def at(day: int, hour: int, minute: int = 0, second: int = 0) -> datetime:
     return datetime(2026, 3, day, hour, minute, second, tzinfo=UTC)
 
 
-RECORD = [
-    "interact_reached_at",
-    "react_reached_at",
-    "sell_reached_at",
-    "time_in_listen",
-    "time_in_interact",
-    "time_in_react",
-    "time_in_sell",
-]
+RECORD = list(FUNNEL_RECORD)
 
 
 def timeline(conversation, stored: datetime, *moves: datetime) -> None:
