@@ -530,8 +530,9 @@ def stage_counts(filters: QueueFilter, *, user, cap: int | None = None) -> list[
     """
     cap = cap or settings.ENGAGE_STAGE_COUNT_CAP
     matches = queue_matches(replace(filters, stage=None), user=user)
-    parts = [("", str(_("All stages")), matches)] + [
-        (stage.value, str(stage.label), matches.filter(stage=stage)) for stage in Stage
+    parts = [
+        (tab.stage, tab.label, matches.filter(stage=tab.stage) if tab.stage else matches)
+        for tab in stage_tabs()
     ]
     selects, params = [], []
     for index, (_stage, _label, queryset) in enumerate(parts):

@@ -22,7 +22,7 @@ from engage.choices import (
     State,
 )
 from engage.errors import Conflict, InvalidInput, TransitionNotAllowed
-from engage.items import IncomingItem
+from engage.items import CHANNELS, PRIORITY_KEYS, IncomingItem
 from engage.models import (
     Conversation,
     Event,
@@ -59,13 +59,13 @@ class Item:
 
 
 def _validate_item(item: Item) -> None:
-    if item.channel not in Channel.values:
+    if item.channel not in CHANNELS:
         raise InvalidInput(
             _("Unknown channel “%(channel)s”: use one of %(choices)s.")
             % {"channel": item.channel, "choices": ", ".join(Channel.values)},
             field="channel",
         )
-    if item.priority not in {p.key for p in Priority}:
+    if item.priority not in PRIORITY_KEYS:
         raise InvalidInput(
             _("Unknown priority “%(priority)s”: use low, normal, high or urgent.")
             % {"priority": item.priority},

@@ -774,6 +774,34 @@ STAGE_WEIGHTS = tuple(accumulate((40, 30, 18, 12)))
 PRIORITY_WEIGHTS = tuple(accumulate((15, 60, 20, 5)))
 
 
+def event_row(
+    kind: EventKind,
+    at,
+    *,
+    conversation_id=None,
+    ticket_id=None,
+    actor=None,
+    cycle=None,
+    from_stage="",
+    to_stage="",
+    reason="",
+    data=None,
+) -> dict:
+    """An Event as a row for the writers, as engage.history.record would store it."""
+    return {
+        "conversation_id": conversation_id,
+        "ticket_id": ticket_id,
+        "kind": kind.value,
+        "actor_id": actor,
+        "from_stage": from_stage,
+        "to_stage": to_stage,
+        "cycle": cycle,
+        "reason": reason,
+        "data": data or {},
+        "created_at": at,
+    }
+
+
 class SyntheticLoader:
     """Adds N conversations in bulk, batch by batch, each batch one transaction."""
 
@@ -989,19 +1017,8 @@ class SyntheticLoader:
         """The Events the services would have written for this row's steps."""
         actor = row["assignee_id"]
 
-        def event(kind, at, *, actor=actor, from_stage="", to_stage="", reason="", data=None):
-            return {
-                "conversation_id": pk,
-                "ticket_id": None,
-                "kind": kind.value,
-                "actor_id": actor,
-                "from_stage": from_stage,
-                "to_stage": to_stage,
-                "cycle": 1,
-                "reason": reason,
-                "data": data or {},
-                "created_at": at,
-            }
+        def event(kind, at, *, actor=actor, **fields):
+            return event_row(kind, at, conversation_id=pk, actor=actor, cycle=1, **fields)
 
         events = [event(EventKind.CREATED, row["received_at"], actor=None)]
         if actor is not None:
@@ -1172,39 +1189,25 @@ class SyntheticTickets:
         return rows
 
     def ticket_events(self, ids: list[int], rows: list[dict]) -> list[dict]:
-        def event(pk, kind, at, actor, data):
-            return {
-                "conversation_id": None,
-                "ticket_id": pk,
-                "kind": kind.value,
-                "actor_id": actor,
-                "from_stage": "",
-                "to_stage": "",
-                "cycle": None,
-                "reason": "",
-                "data": data,
-                "created_at": at,
-            }
-
         events = []
         for pk, row in zip(ids, rows, strict=True):
             events.append(
-                event(
-                    pk,
+                event_row(
                     EventKind.TICKET_CREATED,
                     row["created_at"],
-                    row["created_by_id"],
-                    {"title": row["title"]},
+                    ticket_id=pk,
+                    actor=row["created_by_id"],
+                    data={"title": row["title"]},
                 )
             )
             if row["status"] in CLOSED_TICKET_STATUSES:
                 events.append(
-                    event(
-                        pk,
+                    event_row(
                         EventKind.TICKET_STATUS_CHANGED,
                         row["status_changed_at"],
-                        self.product,
-                        {"from": TicketStatus.NEW.value, "to": row["status"]},
+                        ticket_id=pk,
+                        actor=self.product,
+                        data={"from": TicketStatus.NEW.value, "to": row["status"]},
                     )
                 )
         return events
@@ -1250,22 +1253,18 @@ class SyntheticTickets:
                     link_ids, links, tickets[start : start + TICKET_BATCH], strict=True
                 ):
                     events.append(
-                        {
-                            "conversation_id": link["conversation_id"],
-                            "ticket_id": None,
-                            "kind": EventKind.FEEDBACK_LINKED.value,
-                            "actor_id": link["created_by_id"],
-                            "from_stage": "",
-                            "to_stage": "",
-                            "cycle": link["cycle"],
-                            "reason": "",
-                            "data": {
+                        event_row(
+                            EventKind.FEEDBACK_LINKED,
+                            link["created_at"],
+                            conversation_id=link["conversation_id"],
+                            actor=link["created_by_id"],
+                            cycle=link["cycle"],
+                            data={
                                 "ticket": ticket_ids[index],
                                 "title": ticket_rows[index]["title"],
                                 "link": link_id,
                             },
-                            "created_at": link["created_at"],
-                        }
+                        )
                     )
                 self.writer.insert(Event, events, ids=False)
         return len(conversations)
