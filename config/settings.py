@@ -92,6 +92,8 @@ TEMPLATES = [
         },
     },
 ]
+# Inputs, selects and labels drawn in Python (the same HTML as Django's templates, faster).
+FORM_RENDERER = "engage.forms.renderer.FastTemplates"
 
 # Database: SQLite file by default, anything dj-database-url understands otherwise.
 DATABASES = {
