@@ -438,15 +438,21 @@ def _few_matches_first(matches: QuerySet) -> QuerySet:
 
 
 def queue_page(
-    filters: QueueFilter, *, user, cursor: str | None = None, limit: int | None = None
+    filters: QueueFilter,
+    *,
+    user,
+    cursor: str | None = None,
+    limit: int | None = None,
+    joined: tuple[str, ...] = ("source", "contact", "assignee"),
 ) -> Page:
-    """A page of the queue: its rows (one query per segment reached), then their tags."""
+    """A page of the queue: its rows (one query per segment reached), then their tags.
+    `joined`: the relations read with the rows (the page shows no source: 20 columns fewer)."""
     limit = limit or settings.ENGAGE_PAGE_SIZE
     matches = queue_matches(filters, user=user)
     if filters.q.strip() and connection.vendor == "postgresql":
         matches = _few_matches_first(matches)
     page = keyset_page(
-        matches.select_related("source", "contact", "assignee"),
+        matches.select_related(*joined),
         sort=filters.sort,
         cursor=cursor,
         limit=limit,

@@ -79,7 +79,10 @@ def queue_page(request, query: QueryDict, *, bulk_form=None, saved_view_form=Non
         stage = filters.stage or ""
         try:
             page = queries.queue_page(
-                filters, user=request.user, cursor=form.cleaned_data["cursor"] or None
+                filters,
+                user=request.user,
+                cursor=form.cleaned_data["cursor"] or None,
+                joined=("contact", "assignee"),  # what the rows show
             )
             # The counts cost more than the page's rows: they come in their own request.
             counts = queries.stage_tabs()
