@@ -437,29 +437,65 @@ def _few_matches_first(matches: QuerySet) -> QuerySet:
     return matches
 
 
-def queue_page(
-    filters: QueueFilter,
-    *,
-    user,
-    cursor: str | None = None,
-    limit: int | None = None,
-    joined: tuple[str, ...] = ("source", "contact", "assignee"),
-) -> Page:
-    """A page of the queue: its rows (one query per segment reached), then their tags.
-    `joined`: the relations read with the rows (the page shows no source: 20 columns fewer)."""
-    limit = limit or settings.ENGAGE_PAGE_SIZE
+def _page_matches(filters: QueueFilter, *, user) -> QuerySet[Conversation]:
     matches = queue_matches(filters, user=user)
     if filters.q.strip() and connection.vendor == "postgresql":
         matches = _few_matches_first(matches)
+    return matches
+
+
+def queue_page(
+    filters: QueueFilter, *, user, cursor: str | None = None, limit: int | None = None
+) -> Page:
+    """A page of the queue as Conversations (the API's): its rows (one query per segment
+    reached), then their tags."""
     page = keyset_page(
-        matches.select_related(*joined),
+        _page_matches(filters, user=user).select_related("source", "contact", "assignee"),
         sort=filters.sort,
         cursor=cursor,
-        limit=limit,
+        limit=limit or settings.ENGAGE_PAGE_SIZE,
         filters=filters,
     )
     prefetch_related_objects(page.items, "tags")
     return page
+
+
+# What a row of the queue page shows (engage.templatetags.queue_rows).
+ROW_FIELDS = (
+    *("pk", "channel", "text", "language", "sentiment", "priority", "stage", "cycle", "state"),
+    *("snoozed_until", "needs_follow_up", "received_at", "first_response_due_at"),
+    *("first_response_at", "sla_state", "merged_into_id", "contact__handle", "contact__name"),
+    *("assignee__username", "assignee__first_name", "assignee__last_name"),
+)
+
+
+@dataclass
+class RowsPage(Page):
+    tags: dict[int, list[str]]  # conversation id → its tag names, by name
+
+
+def queue_rows(
+    filters: QueueFilter, *, user, cursor: str | None = None, limit: int | None = None
+) -> RowsPage:
+    """A page of the queue as the page shows it: rows of ROW_FIELDS (named tuples, the
+    same order and cursors as queue_page), then their tags in one query. Building 150
+    model instances a page (conversation, contact, assignee) and prefetching tags into
+    them cost more than the queries."""
+    page = keyset_page(
+        _page_matches(filters, user=user).values_list(*ROW_FIELDS, named=True),
+        sort=filters.sort,
+        cursor=cursor,
+        limit=limit or settings.ENGAGE_PAGE_SIZE,
+        filters=filters,
+    )
+    tags: dict[int, list[str]] = {}
+    if page.items:
+        links = Conversation.tags.through.objects.filter(
+            conversation_id__in=[row.pk for row in page.items]
+        )
+        for pk, name in links.order_by("tag__name").values_list("conversation_id", "tag__name"):
+            tags.setdefault(pk, []).append(name)
+    return RowsPage(items=page.items, next_cursor=page.next_cursor, tags=tags)
 
 
 # A capped count stops at cap + 1 matching rows, but a stage that holds (almost) none of

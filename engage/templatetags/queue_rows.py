@@ -103,8 +103,8 @@ class _Unit:
 
 @register.simple_tag(takes_context=True)
 def queue_rows(context) -> str:
-    """The <tr> of each conversation of `page`, for `can_work`, `selected`, `now` and the
-    queue's `query` (which the tag links keep)."""
+    """The <tr> of each row of `page` (queries.queue_rows), for `can_work`, `selected`,
+    `now` and the queue's `query` (which the tag links keep)."""
     words = _Words.now()
     link = reverse("conversation", args=[_PK]).replace(str(_PK), "{}")
     queue = reverse("queue")
@@ -114,9 +114,19 @@ def queue_rows(context) -> str:
     def tag_link(name: str) -> str:
         return queue + querystring(None, query, tag=name, cursor=None)
 
+    page = context["page"]
     rows = (
-        _row(c, words, link, tag_link, now, can_work=can_work, selected=c.pk in selected)
-        for c in context["page"].items
+        _row(
+            c,
+            page.tags.get(c.pk, ()),
+            words,
+            link,
+            tag_link,
+            now,
+            can_work=can_work,
+            selected=c.pk in selected,
+        )
+        for c in page.items
     )
     return mark_safe("\n".join(rows))  # noqa: S308 - every value in it is escaped (_e)
 
@@ -178,7 +188,7 @@ def _due(c, words: _Words, now) -> str:
     return _time(due, left, words) + badge
 
 
-def _meta(c, words: _Words, link: str, tag_link) -> str:
+def _meta(c, tags, words: _Words, link: str, tag_link) -> str:
     """Beside the excerpt: the id, the state when not open, the merge and the tags."""
     parts = [f'<span class="muted">#{_e(str(c.pk))}</span>']
     if c.state != State.OPEN:
@@ -194,21 +204,22 @@ def _meta(c, words: _Words, link: str, tag_link) -> str:
             f' data-merged-into="{into}">'
             f"{_e(words.merged_into % {'id': c.merged_into_id})}</a>"
         )
-    parts.extend(
-        f'<a class="tag" href="{_e(tag_link(tag.name))}">#{_e(tag.name)}</a>'
-        for tag in c.tags.all()
-    )
+    parts.extend(f'<a class="tag" href="{_e(tag_link(name))}">#{_e(name)}</a>' for name in tags)
     return " ".join(parts)
 
 
 def _assignee(c, words: _Words) -> str:
-    if c.assignee is None:
+    if c.assignee__username is None:
         return f'<span class="muted">{_e(words.nobody)}</span>'
-    return _e(c.assignee.get_full_name() or c.assignee.get_username())
+    # User.get_full_name(), or the username.
+    full_name = f"{c.assignee__first_name} {c.assignee__last_name}".strip()
+    return _e(full_name or c.assignee__username)
 
 
-def _row(c, words: _Words, link: str, tag_link, now, *, can_work: bool, selected: bool) -> str:
-    pk, url, contact = _e(str(c.pk)), _e(link.format(c.pk)), c.contact
+def _row(
+    c, tags, words: _Words, link: str, tag_link, now, *, can_work: bool, selected: bool
+) -> str:
+    pk, url = _e(str(c.pk)), _e(link.format(c.pk))
     key, priority = words.priorities.get(c.priority, (c.priority, c.priority))
     select = ""
     if can_work:
@@ -217,7 +228,7 @@ def _row(c, words: _Words, link: str, tag_link, now, *, can_work: bool, selected
             f' data-row-select aria-label="{_e(words.select % {"id": c.pk})}"'
             f"{' checked' if selected else ''}></td>"
         )
-    handle = f' <span class="handle">{_e(contact.handle)}</span>' if contact.name else ""
+    handle = f' <span class="handle">{_e(c.contact__handle)}</span>' if c.contact__name else ""
     cycle = ""
     if c.cycle > 1:
         cycle = f' <span class="muted cycle" title="{_e(words.cycle)}">×{_e(str(c.cycle))}</span>'
@@ -238,11 +249,11 @@ def _row(c, words: _Words, link: str, tag_link, now, *, can_work: bool, selected
         f' data-row-id="{pk}" data-href="{url}" tabindex="-1">{select}'
         f'<td class="channel"><span class="channel-name channel-{_e(c.channel)}">'
         f"{_e(channel)}</span></td>"
-        f'<td class="contact"><span class="contact-name">{_e(contact.name or contact.handle)}'
+        f'<td class="contact"><span class="contact-name">{_e(c.contact__name or c.contact__handle)}'
         f"</span>{handle}</td>"
         f'<td class="excerpt"><a href="{url}" data-row-link>'
         f"{_e(_excerpt(c.text))}</a>"
-        f' <span class="row-meta">{_meta(c, words, link, tag_link)}</span></td>'
+        f' <span class="row-meta">{_meta(c, tags, words, link, tag_link)}</span></td>'
         f'<td><span class="stage stage-{_e(c.stage)}">{_e(stage)}</span>{cycle}</td>'
         f'<td><span class="priority priority-{_e(str(key))}">{_e(str(priority))}</span></td>'
         f"<td>{_assignee(c, words)}</td>"

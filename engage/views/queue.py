@@ -78,11 +78,8 @@ def queue_page(request, query: QueryDict, *, bulk_form=None, saved_view_form=Non
         filters = form.queue_filter()
         stage = filters.stage or ""
         try:
-            page = queries.queue_page(
-                filters,
-                user=request.user,
-                cursor=form.cleaned_data["cursor"] or None,
-                joined=("contact", "assignee"),  # what the rows show
+            page = queries.queue_rows(
+                filters, user=request.user, cursor=form.cleaned_data["cursor"] or None
             )
             # The counts cost more than the page's rows: they come in their own request.
             counts = queries.stage_tabs()
