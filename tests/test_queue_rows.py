@@ -258,3 +258,34 @@ def test_rows_speak_italian(client, manager):
     assert "Sito di recensioni" in text or any("recensioni" in t.lower() for t in text)
     assert any(t.startswith("in ritardo di 2 giorni") for t in text)
     assert "nessuno" in text
+
+
+def test_the_pages_rows_are_the_apis_conversations_page_for_page(manager):
+    """queries.queue_rows (the page) and queries.queue_page (the API) walk the same keyset
+    pages: the same conversations in the same order, the same cursors, the same tags."""
+    from engage import queries
+
+    for n in range(7):
+        conversation = factories.conversation(priority=("low", "high", "urgent")[n % 3])
+        change_tags(conversation.pk, actor=manager, add=[f"t{n % 2}", "all"])
+    services.set_state(conversation.pk, "closed", actor=manager)
+    for filters in (
+        queries.QueueFilter(),
+        queries.QueueFilter(state="", sort="priority"),
+        queries.QueueFilter(state="", sort="newest", tag="t1"),
+    ):
+        cursor, walked = None, 0
+        while True:
+            rows = queries.queue_rows(filters, user=manager, cursor=cursor, limit=2)
+            models = queries.queue_page(filters, user=manager, cursor=cursor, limit=2)
+            assert [row.pk for row in rows.items] == [c.pk for c in models.items]
+            assert rows.next_cursor == models.next_cursor
+            assert [rows.tags.get(c.pk, []) for c in models.items] == [
+                [tag.name for tag in c.tags.all()] for c in models.items
+            ]
+            walked += len(rows.items)
+            cursor = rows.next_cursor
+            if cursor is None:
+                break
+        assert walked == len(queries.queue_page(filters, user=manager, limit=100).items)
+        assert walked > 0
