@@ -6,10 +6,15 @@ Fill the database first (`manage.py demo --conversations 1000000 --days 365`: a 
 conversations over a year). Each figure is computed in this process for four scopes (the
 default 30 days; one channel; one person; 90 days), `--runs` times after a warm-up, and
 printed as a Markdown table: median and 95th percentile in milliseconds, and the number of
-SQL queries. "dashboard (all four)" is the four together, as the page computes them, scope
-parsing included; "page /dashboard/" is the whole page through Django (middleware, session,
-view, template) as the demo user `manager` sees it. Nothing is written to the database but
-that user's session.
+SQL queries. "workload" counts the open conversations now (as the API and the CSV exports
+do); "workload, snapshot" reads the minute's WorkloadSnapshot (as the page does). "dashboard
+(all four)" is the four together, as the page computes them, scope parsing included; "page
+/dashboard/" is the whole page through Django (middleware, session, view, template) as the
+demo user `manager` sees it.
+
+The SLA job takes the workload snapshot every minute; here each scope's runs start by taking
+one (as the job would: it is fresh for metrics.SNAPSHOT_AGE), inside a transaction that is
+rolled back at the end. Nothing is written to the database but that user's session.
 """
 
 import argparse
@@ -29,26 +34,30 @@ django.setup()
 
 from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
-from django.db import connection  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
 from engage import metrics  # noqa: E402
 from engage.models import Conversation, Event  # noqa: E402
+from engage.services import sla  # noqa: E402
 
 FIGURES = {
     "funnel": metrics.funnel,
     "responsiveness": metrics.responsiveness,
     "workload": metrics.workload,
+    "workload, snapshot": partial(metrics.workload, snapshot=True),
     "feedback_figures": metrics.feedback_figures,
 }
+# What the page computes.
+PAGE_FIGURES = ("funnel", "responsiveness", "workload, snapshot", "feedback_figures")
 
 
 def dashboard(params: dict) -> None:
     """What the page computes: the scope from its query string, then every figure."""
     scope = metrics.scope_from(params)
-    for figure in FIGURES.values():
-        figure(scope)
+    for name in PAGE_FIGURES:
+        FIGURES[name](scope)
 
 
 def page(client: Client, params: dict) -> None:
@@ -68,6 +77,19 @@ def measure(run, runs: int) -> tuple[float, float, int]:
     times.sort()
     p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
     return statistics.median(times), p95, len(queries)
+
+
+def measure_scopes(scopes: dict, client: Client, *, repeat: int) -> None:
+    for label, params in scopes.items():
+        sla.take_workload_snapshot()
+        scope = metrics.scope_from(params)
+        cohort = metrics.cohort(scope).count()
+        runs = {name: partial(figure, scope) for name, figure in FIGURES.items()}
+        runs["dashboard (all four)"] = partial(dashboard, params)
+        runs["page /dashboard/"] = partial(page, client, params)
+        for name, run in runs.items():
+            median, p95, count = measure(run, repeat)
+            print(f"| {label} | {name} | {cohort:,} | {median:,.0f} | {p95:,.0f} | {count} |")
 
 
 def main() -> None:
@@ -95,15 +117,9 @@ def main() -> None:
     )
     print("| scope | figure | cohort | median ms | p95 ms | queries |")
     print("|---|---|---:|---:|---:|---:|")
-    for label, params in scopes.items():
-        scope = metrics.scope_from(params)
-        cohort = metrics.cohort(scope).count()
-        runs = {name: partial(figure, scope) for name, figure in FIGURES.items()}
-        runs["dashboard (all four)"] = partial(dashboard, params)
-        runs["page /dashboard/"] = partial(page, client, params)
-        for name, run in runs.items():
-            median, p95, count = measure(run, args.runs)
-            print(f"| {label} | {name} | {cohort:,} | {median:,.0f} | {p95:,.0f} | {count} |")
+    with transaction.atomic():
+        measure_scopes(scopes, client, repeat=args.runs)
+        transaction.set_rollback(True)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ At a million conversations PostgreSQL answers from indexes alone: the cohort fro
 conv_cohort, which leads with (received_at, id) and carries every column the funnel and
 responsiveness read (the services keep each conversation's funnel record on its own row,
 so no history is scanned); the restarts of a period from event_restarts; the workload from
-conv_open_load (the conversations not closed). bench/dashboard.py measures it.
+conv_open_load (the conversations not closed), which the page reads from the minute's
+WorkloadSnapshot instead (see workload). bench/dashboard.py measures it.
 """
 
 import math
@@ -40,6 +41,7 @@ from django.db.models import (
     OuterRef,
     Q,
     QuerySet,
+    Subquery,
     Sum,
     Value,
     Window,
@@ -51,7 +53,14 @@ from django.utils.translation import gettext as _
 
 from engage.choices import Channel, EventKind, Priority, Stage, State, TicketStatus
 from engage.errors import InvalidInput
-from engage.models import BacklogSnapshot, Conversation, Event, FeedbackLink, FeedbackTicket
+from engage.models import (
+    BacklogSnapshot,
+    Conversation,
+    Event,
+    FeedbackLink,
+    FeedbackTicket,
+    WorkloadSnapshot,
+)
 from engage.queries import TICKET_RANK, waiting
 
 # Scope ----------------------------------------------------------------------------------------
@@ -382,18 +391,21 @@ def _response_figures(label: str, values: dict) -> ResponseFigures:
     )
 
 
-# The counts every group carries, over the rows of _judged (alias c).
-_RESPONSE_COUNTS = """
-    COUNT(*), COUNT(c.took), COUNT(*) FILTER (WHERE c.within),
-    COUNT(*) FILTER (WHERE c.breached), COUNT(*) FILTER (WHERE c.waiting)
-"""
-_COUNT_NAMES = ("conversations", "answered", "within", "breached", "waiting")
+# The counts every group carries, by name, over the rows of _judged (alias c).
+_COUNTS = {
+    "conversations": "COUNT(*)",
+    "answered": "COUNT(c.took)",
+    "within": "COUNT(*) FILTER (WHERE c.within)",
+    "breached": "COUNT(*) FILTER (WHERE c.breached)",
+    "waiting": "COUNT(*) FILTER (WHERE c.waiting)",
+}
+_COUNT_NAMES = tuple(_COUNTS)
+_RESPONSE_COUNTS = ", ".join(_COUNTS.values())
 
 
 def _judged(scope: Scope) -> QuerySet:
     """The cohort as narrow rows: channel, priority, assignee, how long the first response
-    took (NULL while there is none) and what each counts as. Narrow, because every grouping
-    sorts them."""
+    took (NULL while there is none) and what each counts as."""
     answered_late = Q(first_response_at__gt=F("first_response_due_at"))
     overdue = waiting() & Q(first_response_due_at__lte=timezone.now())
     return cohort(scope).values(
@@ -418,13 +430,36 @@ def _response_rows(scope: Scope) -> list[tuple[str, object, dict]]:
     judged_sql, params = _judged(scope).query.sql_with_params()
     users = connection.ops.quote_name(get_user_model()._meta.db_table)
     if _is_postgresql():
+        # One pass over the cohort into its finest groups (channel × priority × person: a
+        # hundred or so rows), each with its counts and the durations of its answered
+        # conversations as an array; the grouping sets then add up those few rows, and each
+        # group's percentiles sort only its own durations (unnested from the finest groups
+        # it covers). A GROUP BY GROUPING SETS with percentile_cont over the cohort itself
+        # sorted every row of the cohort once per grouping set, spilling to disk at 80,000
+        # rows: 170 ms where this takes 70 to 100 (bench/dashboard.py, 30 days). The
+        # percentiles are still percentile_cont's over the same intervals: the same figures.
+        # (COALESCE: with no conversation at all, the overall group still has its zeros.)
+        sums = ", ".join(f"COALESCE(SUM(f.{name}), 0)::bigint" for name in _COUNT_NAMES)
+        counts = ", ".join(f"{count} AS {name}" for name, count in _COUNTS.items())
         sql = f"""
-            SELECT g.*, u.username FROM (
-                SELECT GROUPING(c.channel), GROUPING(c.priority), GROUPING(c.assignee_id),
-                       c.channel, c.priority, c.assignee_id, {_RESPONSE_COUNTS},
-                       percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY c.took)
+            WITH f AS MATERIALIZED (
+                SELECT c.channel, c.priority, c.assignee_id, {counts},
+                       array_agg(c.took) FILTER (WHERE c.took IS NOT NULL) AS took
                 FROM ({judged_sql}) AS c
-                GROUP BY GROUPING SETS ((), (c.channel), (c.priority), (c.assignee_id))
+                GROUP BY c.channel, c.priority, c.assignee_id
+            )
+            SELECT g.*, u.username, (
+                SELECT percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY t.took)
+                FROM f, unnest(f.took) AS t(took)
+                WHERE (g.no_channel = 1 OR f.channel = g.channel)
+                  AND (g.no_priority = 1 OR f.priority = g.priority)
+                  AND (g.no_person = 1 OR f.assignee_id IS NOT DISTINCT FROM g.assignee_id)
+            ) FROM (
+                SELECT GROUPING(f.channel) AS no_channel, GROUPING(f.priority) AS no_priority,
+                       GROUPING(f.assignee_id) AS no_person,
+                       f.channel, f.priority, f.assignee_id, {sums}
+                FROM f
+                GROUP BY GROUPING SETS ((), (f.channel), (f.priority), (f.assignee_id))
             ) AS g LEFT JOIN {users} u ON u.id = g.assignee_id
         """  # noqa: S608 - SQL fragments are constants; values are parameters
         rows = []
@@ -432,13 +467,13 @@ def _response_rows(scope: Scope) -> list[tuple[str, object, dict]]:
             no_channel, no_priority, no_person, channel, priority, _person = row[:6]
             values = dict(zip(_COUNT_NAMES, row[6:11], strict=True))
             # Both percentiles from one sort; NULL (not an array of NULLs) when none answered.
-            values["median"], values["p90"] = (_seconds(value) for value in row[11] or (None, None))
+            values["median"], values["p90"] = (_seconds(value) for value in row[12] or (None, None))
             if not no_channel:
                 rows.append((BY_CHANNEL, channel, values))
             elif not no_priority:
                 rows.append((BY_PRIORITY, priority, values))
             elif not no_person:
-                rows.append((BY_PERSON, row[12], values))
+                rows.append((BY_PERSON, row[11], values))
             else:
                 rows.append((OVERALL, "", values))
         return rows
@@ -488,13 +523,20 @@ class BacklogPoint:
 class Workload:
     people: list[PersonLoad]  # busiest first; the unassigned row last
     backlog: list[BacklogPoint]  # BacklogSnapshot rows in [start, end), at most BACKLOG_POINTS
+    # When the people's counts were taken, when they come from the minute's
+    # WorkloadSnapshot; None when they were counted now.
+    as_of: datetime | None = None
 
 
 BACKLOG_POINTS = 200
+# How old the latest WorkloadSnapshot may be for workload(snapshot=True) to show it: the SLA
+# job takes one a minute, so this tolerates one late or slow run; older, the page counts.
+SNAPSHOT_AGE = timedelta(minutes=2)
 
 
-def workload(scope: Scope) -> Workload:
-    """Who carries what now, and the unassigned backlog over the period. Two queries.
+def workload(scope: Scope, *, snapshot: bool = False) -> Workload:
+    """Who carries what now, and the unassigned backlog over the period. Two queries (three
+    when `snapshot` finds none to use).
 
     - **people**: the conversations not closed (open or snoozed) now, whenever received,
       per assignee and stage; the channel filter applies, the period does not. Busiest
@@ -503,7 +545,36 @@ def workload(scope: Scope) -> Workload:
     - **backlog**: the BacklogSnapshot rows taken in [start, end), oldest first. When there
       are more than BACKLOG_POINTS the database keeps every k-th, counting back from the
       latest (always kept), k = ⌈rows / BACKLOG_POINTS⌉.
+
+    With `snapshot`, the people's counts are those of the latest WorkloadSnapshot when it is
+    at most SNAPSHOT_AGE old (`as_of` says when it was taken), else counted now (`as_of` is
+    None). Counting means reading every conversation not closed — nearly all of a million,
+    100 ms and more however narrow the index (bench/dashboard.py) — while the snapshot is
+    one small row. The page, which says "as of", asks for it; the API and the CSV exports
+    count, exact to the moment.
     """
+    loads, as_of = None, None
+    if snapshot:
+        latest = (
+            WorkloadSnapshot.objects.filter(taken_at__gte=timezone.now() - SNAPSHOT_AGE)
+            .order_by("-taken_at", "-pk")
+            .values_list("taken_at", "counts")
+            .first()
+        )
+        if latest is not None:
+            loads = _snapshot_loads(latest[1], scope)
+            as_of = latest[0] if loads is not None else None
+    if loads is None:
+        loads = _counted_loads(scope)
+    people = sorted(
+        (PersonLoad(name, by_stage, sum(by_stage.values())) for name, by_stage in loads.items()),
+        key=lambda load: (load.username == "", -load.total, load.username),
+    )
+    return Workload(people=people, backlog=_backlog(scope), as_of=as_of)
+
+
+def _counted_loads(scope: Scope) -> dict[str, dict[str, int]]:
+    """{username or "": {stage: conversations}} of the scope, counted now. One query."""
     conversations = Conversation.objects.exclude(state=State.CLOSED)
     if scope.channel:
         conversations = conversations.filter(channel=scope.channel)
@@ -536,11 +607,46 @@ def workload(scope: Scope) -> Workload:
         by_stage = loads.setdefault(username or "", dict.fromkeys(Stage.values, 0))
         if stage is not None:
             by_stage[stage] = count
-    people = sorted(
-        (PersonLoad(name, by_stage, sum(by_stage.values())) for name, by_stage in loads.items()),
-        key=lambda load: (load.username == "", -load.total, load.username),
+    return loads
+
+
+def open_counts() -> list[list]:
+    """The conversations not closed now, per assignee, stage and channel, as a
+    WorkloadSnapshot stores them: [assignee id or None, username or "", stage, channel,
+    conversations]. One query (the index conv_open_load holds exactly these columns)."""
+    grouped_sql, params = (
+        Conversation.objects.exclude(state=State.CLOSED)
+        .values("assignee_id", "stage", "channel")
+        .annotate(conversations=Count("*"))
+        .order_by()
+        .query.sql_with_params()
     )
-    return Workload(people=people, backlog=_backlog(scope))
+    users = connection.ops.quote_name(get_user_model()._meta.db_table)
+    sql = f"""
+        SELECT g.assignee_id, u.username, g.stage, g.channel, g.conversations
+        FROM ({grouped_sql}) AS g LEFT JOIN {users} u ON u.id = g.assignee_id
+    """  # noqa: S608 - SQL fragments are constants; values are parameters
+    return [
+        [assignee_id, username or "", stage, channel, count]
+        for assignee_id, username, stage, channel, count in _fetch(sql, list(params))
+    ]
+
+
+def _snapshot_loads(counts: list[list], scope: Scope) -> dict[str, dict[str, int]] | None:
+    """What _counted_loads gives, from a snapshot's counts; None for a person the snapshot
+    has no conversation of (counting theirs finds their username, through the index that
+    leads with the assignee)."""
+    loads: dict[str, dict[str, int]] = {}
+    for assignee_id, username, stage, channel, count in counts:
+        if scope.channel and channel != scope.channel:
+            continue
+        if scope.assignee_id is not None and assignee_id != scope.assignee_id:
+            continue
+        by_stage = loads.setdefault(username or "", dict.fromkeys(Stage.values, 0))
+        by_stage[stage] = by_stage.get(stage, 0) + count
+    if scope.assignee_id is not None and not loads:
+        return None
+    return loads
 
 
 def _backlog(scope: Scope) -> list[BacklogPoint]:
@@ -612,7 +718,14 @@ def feedback_figures(scope: Scope) -> FeedbackFigures:
         evidence = FeedbackLink.objects.filter(
             ticket=OuterRef("pk"), conversation__channel=scope.channel
         )
-        tickets = with_evidence = tickets.filter(Exists(evidence))
+        with_evidence = tickets.filter(Exists(evidence))
+        # For the counts, the same condition as a scalar subquery, which PostgreSQL checks
+        # ticket by ticket after the cheaper conditions (the period's tickets: 2,000 at a
+        # million conversations, 40 ms), where it turns an EXISTS into a join with every link
+        # of the channel's conversations (a scan of them all: 200–300 ms).
+        tickets = tickets.alias(
+            some_evidence=Subquery(evidence.order_by().values("pk")[:1])
+        ).filter(some_evidence__isnull=False)
     else:
         # The stored count (kept with the links): no link to look up.
         with_evidence = tickets.filter(evidence_count__gt=0)
@@ -630,11 +743,15 @@ def feedback_figures(scope: Scope) -> FeedbackFigures:
 
     # Demand and "told" are the counts stored on each ticket (FeedbackTicket.COUNTS): the
     # whole ticket's, from any channel.
+    opened = Q(created_at__gte=scope.start, created_at__lt=scope.end)
     shipped = moved_to(TicketStatus.SHIPPED)
-    counts = tickets.aggregate(
-        opened=Count("pk", filter=Q(created_at__gte=scope.start, created_at__lt=scope.end)),
+    declined = moved_to(TicketStatus.DECLINED)
+    # Every count below is of tickets opened, shipped or declined in the period: only those
+    # are read (and, with a channel, looked up for evidence).
+    counts = tickets.filter(opened | shipped | declined).aggregate(
+        opened=Count("pk", filter=opened),
         shipped=Count("pk", filter=shipped),
-        declined=Count("pk", filter=moved_to(TicketStatus.DECLINED)),
+        declined=Count("pk", filter=declined),
         people=Coalesce(Sum("demand", filter=shipped), Value(0)),
         told=Coalesce(Sum("told_people", filter=shipped), Value(0)),
     )

@@ -997,3 +997,21 @@ class BacklogSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.taken_at:%Y-%m-%d %H:%M}: {self.unassigned}/{self.open}"
+
+
+class WorkloadSnapshot(models.Model):
+    """The conversations not closed per assignee, stage and channel, counted by the SLA job
+    every minute: the dashboard's workload reads the latest one (engage.metrics.workload)
+    instead of counting a million rows for each view. Each run deletes the earlier ones."""
+
+    taken_at = models.DateTimeField(_("taken at"))
+    # [[assignee id or null, username or "", stage, channel, conversations], ...]
+    counts = models.JSONField(_("counts"))
+
+    class Meta:
+        ordering = ["taken_at"]
+        verbose_name = _("workload snapshot")
+        verbose_name_plural = _("workload snapshots")
+
+    def __str__(self) -> str:
+        return f"{self.taken_at:%Y-%m-%d %H:%M:%S}: {len(self.counts)} groups"

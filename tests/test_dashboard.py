@@ -19,7 +19,7 @@ from django.utils.http import urlencode
 from engage import queries
 from engage.choices import Priority, SlaState, Stage, State, TicketStatus
 from engage.forms import QueueFilterForm
-from engage.models import BacklogSnapshot, Conversation
+from engage.models import BacklogSnapshot, Conversation, WorkloadSnapshot
 from engage.services import conversations as services
 from engage.services import feedback as feedback_services
 from engage.services import sla
@@ -295,6 +295,39 @@ def test_the_backlog_is_drawn_from_the_snapshots(as_manager, world):
     assert '<polyline class="series-line" points="' in body
     assert "data-no-snapshots" not in body
     assert 'data-series-link="unassigned"' in body
+
+
+def workload_rows(response) -> dict[str, list[int]]:
+    return {
+        row.username: [cell.count for cell in row.cells] + [row.total.count]
+        for row in response.context["workload"]["rows"]
+    }
+
+
+def test_the_workload_shows_the_minutes_snapshot_with_its_time(as_manager, manager, world):
+    with CaptureQueriesContext(connection) as counting:
+        counted = page(as_manager)
+    assert "data-workload-as-of" not in counted.content.decode()
+    snapshot = sla.take_workload_snapshot()
+    # Given back to nobody since: the snapshot still shows it as the manager's.
+    services.assign(world.old.pk, None, actor=manager)
+
+    with CaptureQueriesContext(connection) as reading:
+        response = page(as_manager)
+    body = response.content.decode()
+
+    assert workload_rows(response) == workload_rows(counted)
+    assert response.context["workload"]["as_of"] == snapshot.taken_at
+    as_of = timezone.localtime(snapshot.taken_at).strftime("%H:%M")
+    assert f"As of {as_of} (counted every minute)." in body
+    # The snapshot spares the count.
+    assert len(reading.captured_queries) == len(counting.captured_queries) - 1
+
+    # Once older than metrics.SNAPSHOT_AGE, the page counts again.
+    WorkloadSnapshot.objects.update(taken_at=timezone.now() - timedelta(minutes=5))
+    later = page(as_manager)
+    assert "data-workload-as-of" not in later.content.decode()
+    assert workload_rows(later)["manager"] == [0, 0, 0, 1, 1]
 
 
 def test_charts_escape_the_text_they_show(as_manager, manager, product):

@@ -28,9 +28,10 @@ from engage.models import (
     Event,
     FeedbackLink,
     FeedbackTicket,
+    WorkloadSnapshot,
 )
 from engage.services import conversations as services
-from engage.services import feedback
+from engage.services import feedback, sla
 from engage.services.merge import merge
 from tests import factories
 
@@ -530,6 +531,95 @@ def test_workload_of_a_channel_and_of_a_person(story, django_assert_num_queries)
     # Someone with nothing open still has their row.
     nina = metrics.workload(Scope(start=START, end=END, assignee_id=story.nina.pk))
     assert loads(nina) == [("nina", [0, 0, 0, 0], 0)]
+
+
+SCOPES = {
+    "everyone": lambda story: WEEK,
+    "twitter": lambda story: Scope(start=START, end=END, channel="twitter"),
+    "marco": lambda story: Scope(start=START, end=END, assignee_id=story.marco.pk),
+    "marco on twitter": lambda story: Scope(
+        start=START, end=END, channel="twitter", assignee_id=story.marco.pk
+    ),
+    "nina": lambda story: Scope(start=START, end=END, assignee_id=story.nina.pk),
+}
+
+
+@pytest.mark.parametrize("name", SCOPES)
+def test_the_minutes_snapshot_gives_the_counted_workload(story, name):
+    scope = SCOPES[name](story)
+    counted = metrics.workload(scope)
+    snapshot = sla.take_workload_snapshot()
+
+    from_snapshot = metrics.workload(scope, snapshot=True)
+
+    assert loads(from_snapshot) == loads(counted)
+    assert from_snapshot.backlog == counted.backlog
+    assert counted.as_of is None
+    if name == "nina":  # nothing of hers in it: counted, to find her row
+        assert from_snapshot.as_of is None
+    else:
+        assert from_snapshot.as_of == snapshot.taken_at
+
+
+def test_the_workload_snapshot_shows_what_was_open_when_taken_until_the_next(
+    story, django_assert_num_queries
+):
+    first = sla.take_workload_snapshot()
+    # Nina takes E (nobody's, in listen).
+    services.assign(story.e.pk, story.nina, actor=story.nina)
+
+    with django_assert_num_queries(2):  # the snapshot, the backlog
+        before = metrics.workload(WEEK, snapshot=True)
+    assert before.as_of == first.taken_at
+    assert loads(before) == [
+        ("giulia", [0, 2, 0, 1], 3),
+        ("marco", [2, 0, 0, 0], 2),
+        ("", [3, 0, 0, 0], 3),
+    ]
+    # Counted, and in the next snapshot, E is hers.
+    with_nina = [
+        ("giulia", [0, 2, 0, 1], 3),
+        ("marco", [2, 0, 0, 0], 2),
+        ("nina", [1, 0, 0, 0], 1),
+        ("", [2, 0, 0, 0], 2),
+    ]
+    assert loads(metrics.workload(WEEK)) == with_nina
+    second = sla.take_workload_snapshot()
+    after = metrics.workload(WEEK, snapshot=True)
+    assert (after.as_of, loads(after)) == (second.taken_at, with_nina)
+    # Only the latest is kept.
+    assert list(WorkloadSnapshot.objects.values_list("pk", flat=True)) == [second.pk]
+
+
+def test_an_old_workload_snapshot_is_not_shown(story, django_assert_num_queries):
+    snapshot = sla.take_workload_snapshot()
+    services.assign(story.e.pk, story.nina, actor=story.nina)
+    WorkloadSnapshot.objects.filter(pk=snapshot.pk).update(
+        taken_at=timezone.now() - metrics.SNAPSHOT_AGE - timedelta(seconds=1)
+    )
+
+    with django_assert_num_queries(3):  # no snapshot young enough, the count, the backlog
+        result = metrics.workload(WEEK, snapshot=True)
+
+    assert result.as_of is None
+    assert ("nina", [1, 0, 0, 0], 1) in loads(result)
+
+
+def test_the_workload_snapshot_counts_every_open_conversation_by_assignee_stage_and_channel(
+    story,
+):
+    counts = sorted(metrics.open_counts(), key=lambda row: (row[1], row[2], row[3]))
+
+    # As test_workload_is_what_is_open_now, with the channels: G (closed) is left out.
+    assert [row[1:] for row in counts] == [
+        ["", "listen", "facebook", 1],  # D
+        ["", "listen", "twitter", 2],  # E, I
+        ["giulia", "interact", "twitter", 2],  # B, H
+        ["giulia", "sell", "twitter", 1],  # A
+        ["marco", "listen", "facebook", 1],  # C
+        ["marco", "listen", "twitter", 1],  # F
+    ]
+    assert {row[0] for row in counts} == {None, story.giulia.pk, story.marco.pk}
 
 
 def snapshots(first: datetime, count: int) -> list[datetime]:

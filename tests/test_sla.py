@@ -1,8 +1,8 @@
 """The SLA job (engage.services.sla, scheduled as engage.tasks.check_slas): conversations
 waiting for a first answer are flagged about to breach, then breached; a breach raises the
 priority one level, once; the assignee (or the team) is told once per step; answered and
-closed ones are cleared; the backlog snapshot is taken once per hour; the queue shows the
-flag. Times are made by hand, and every check runs twice."""
+closed ones are cleared; the backlog snapshot is taken once per hour, the workload snapshot
+every run; the queue shows the flag. Times are made by hand, and every check runs twice."""
 
 import re
 import threading
@@ -16,9 +16,16 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django.utils.formats import date_format
 
-from engage import tasks
+from engage import metrics, tasks
 from engage.choices import EventKind, Priority, Role, SlaState, State
-from engage.models import Availability, BacklogSnapshot, Conversation, Event, Notification
+from engage.models import (
+    Availability,
+    BacklogSnapshot,
+    Conversation,
+    Event,
+    Notification,
+    WorkloadSnapshot,
+)
 from engage.services import conversations as services
 from engage.services import sla
 from engage.services.merge import merge
@@ -435,6 +442,35 @@ def test_the_backlog_is_snapshotted_once_an_hour(manager):
     assert (second.open, second.unassigned) == (4, 3)
 
 
+def test_every_run_takes_the_workload_snapshot_and_keeps_only_the_latest(manager):
+    mine = factories.conversation()
+    services.assign(mine.pk, manager, actor=manager)
+    factories.conversation()  # open, unassigned
+    closed = factories.conversation()
+    services.set_state(closed.pk, State.CLOSED, actor=manager)
+    started = timezone.now()
+
+    sla.check(T0)
+    first = WorkloadSnapshot.objects.get()
+    factories.conversation()
+    sla.check(T0 + timedelta(minutes=1))
+    second = WorkloadSnapshot.objects.get()
+
+    # Taken when counted (whatever `now` the check was given), and the dashboard reads it.
+    assert started <= first.taken_at <= second.taken_at <= timezone.now()
+    assert second.pk != first.pk
+    channel = mine.channel
+    assert sorted(first.counts, key=str) == sorted(
+        [[None, "", "listen", channel, 1], [manager.pk, "manager", "listen", channel, 1]], key=str
+    )
+    assert sorted(second.counts, key=str) == sorted(
+        [[None, "", "listen", channel, 2], [manager.pk, "manager", "listen", channel, 1]], key=str
+    )
+    workload = metrics.workload(metrics.Scope(start=T0 - timedelta(days=30), end=T0), snapshot=True)
+    assert workload.as_of == second.taken_at
+    assert [(p.username, p.total) for p in workload.people] == [("manager", 1), ("", 2)]
+
+
 def test_the_hour_is_the_utc_hour_whatever_the_time_zone_of_now(manager):
     rome = T0.astimezone(timezone.get_default_timezone())
 
@@ -477,9 +513,10 @@ def _idle_check_queries(manager, count: int) -> int:
 def test_a_run_with_nothing_to_change_runs_a_fixed_number_of_queries(manager):
     assert _idle_check_queries(manager, 2) == _idle_check_queries(manager, 20)
     # The targets; per step (two clearings, at risk, breached) one select, in a savepoint
-    # here (the test runs in a transaction); the snapshot's check; the team (available,
-    # then everyone: none is available) and the notices owed.
-    assert _idle_check_queries(manager, 1) == 1 + 4 * 3 + 1 + 2 + 1
+    # here (the test runs in a transaction); the snapshot's check; the workload snapshot
+    # (count, insert, delete the earlier); the team (available, then everyone: none is
+    # available) and the notices owed.
+    assert _idle_check_queries(manager, 1) == 1 + 4 * 3 + 1 + 3 + 2 + 1
 
 
 # Concurrency (PostgreSQL) ------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """First-response SLAs: the scheduled check that flags the conversations still waiting for a
 first answer as "about to breach" or "breached", raises the priority of each new breach one
-level, tells the people concerned, and records the hourly backlog snapshot.
+level, tells the people concerned, and records the hourly backlog snapshot and the minute's
+workload snapshot.
 
 `check` runs every minute (engage.tasks.check_slas, scheduled in engage/cron.py) and may
 run twice, or twice at once:
@@ -42,6 +43,10 @@ run twice, or twice at once:
   workload counts them — and those of them unassigned) is taken once per hour: `taken_at`
   is the start of the UTC hour, and get_or_create on that unique value makes a second run
   in the same hour add nothing.
+- The workload snapshot (conversations not closed per assignee, stage and channel: what the
+  dashboard's workload shows) is taken by every run, and replaces the earlier ones. The
+  dashboard shows it, with its time, while it is at most metrics.SNAPSHOT_AGE old: counting
+  nearly a million conversations once a minute here spares every page view from doing it.
 """
 
 import time
@@ -58,9 +63,15 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 
-from engage import history, tasks
+from engage import history, metrics, tasks
 from engage.choices import EventKind, Priority, Role, SlaState, State
-from engage.models import BacklogSnapshot, Conversation, Event, Notification
+from engage.models import (
+    BacklogSnapshot,
+    Conversation,
+    Event,
+    Notification,
+    WorkloadSnapshot,
+)
 from engage.services.targets import response_targets
 
 User = get_user_model()
@@ -112,8 +123,9 @@ def check(now: datetime | None = None, *, sweep: bool | None = None) -> SlaResul
     now = now or timezone.now()
     deadline = time.monotonic() + TIME_BUDGET_SECONDS
     windows = {priority: warning_window(target) for priority, target in response_targets().items()}
-    # The snapshot first: a mail server that fails the notices must not cost it.
+    # The snapshots first: a mail server that fails the notices must not cost them.
     snapshot = take_snapshot(now)
+    take_workload_snapshot()
     recent = Q(first_response_due_at__gt=now - RECENT)
     spans = [recent, ~recent] if (snapshot if sweep is None else sweep) else [recent]
     # Recent due times first: whatever the time budget leaves undone is the oldest.
@@ -411,3 +423,14 @@ def take_snapshot(now: datetime | None = None) -> bool:
     )
     _snapshot, created = BacklogSnapshot.objects.get_or_create(taken_at=hour, defaults=counts)
     return created
+
+
+def take_workload_snapshot() -> WorkloadSnapshot:
+    """Count the conversations not closed per assignee, stage and channel now, record them,
+    and delete the snapshots taken before (only the latest is read). Three queries, whatever
+    the number of conversations; no transaction needed: a reader sees the old snapshot or
+    the new one, and the latest wins."""
+    taken_at = timezone.now()
+    snapshot = WorkloadSnapshot.objects.create(taken_at=taken_at, counts=metrics.open_counts())
+    WorkloadSnapshot.objects.filter(taken_at__lt=taken_at).delete()
+    return snapshot

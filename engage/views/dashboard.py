@@ -352,6 +352,8 @@ def workload_section(workload, links: Links, people: Mapping[str, str]) -> dict:
         "total": total,
         "backlog": backlog,
         "latest": backlog[-1] if backlog else None,
+        # When the people's counts were taken (the minute's snapshot), or None: counted now.
+        "as_of": workload.as_of,
         "series": series,
         "summary": summary,
     }
@@ -513,7 +515,9 @@ def dashboard(request):
                 responsiveness["by_person"],
             ),
         ],
-        workload=workload_section(metrics.workload(scope), links, people),
+        # The minute's snapshot when there is one: counting every open conversation for each
+        # view would cost more than the rest of the page (engage.metrics.workload).
+        workload=workload_section(metrics.workload(scope, snapshot=True), links, people),
         feedback=feedback_section(metrics.feedback_figures(scope), links),
     )
     return render(request, "engage/dashboard.html", context)
