@@ -254,6 +254,35 @@ def test_a_search_pages_through_exactly_its_matches_in_order(manager, monkeypatc
     )
 
 
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="the full-text index and its planner estimate"
+)
+@pytest.mark.parametrize(("estimate", "probed"), [(0, True), (queries.COMMON_MATCHES, False)])
+def test_a_search_the_planner_expects_common_is_walked_without_the_probe(
+    manager, monkeypatch, estimate, probed
+):
+    monkeypatch.setattr(queries, "_estimated_rows", lambda queryset: estimate)
+    matching = [factories.conversation(text=f"La caldaia fa rumore {n}").pk for n in range(5)]
+    factories.conversation(text="Nessun problema")
+
+    with CaptureQueriesContext(connection) as captured:
+        found = walk(QueueFilter(q="caldaia"), manager, 50)
+
+    assert sorted(found) == sorted(matching)
+    probe = f"LIMIT {queries.RARE_MATCHES + 1}"
+    assert any(probe in query["sql"] for query in captured.captured_queries) is probed
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's EXPLAIN")
+def test_the_planner_estimate_follows_the_table(manager):
+    for n in range(40):
+        factories.conversation(text=f"Caldaia {n}")
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE engage_conversation")
+
+    assert 20 <= queries._estimated_rows(Conversation.objects.all()) <= 80
+
+
 @pytest.mark.parametrize("sort", ["due", "newest", "oldest", "priority"])
 @pytest.mark.parametrize("limit", [1, 2, 5, 50])
 def test_keyset_pages_follow_each_sort_over_ties_without_skips_or_repeats(
