@@ -415,7 +415,7 @@ class PageFacts:
     own: int  # the queries of queries.queue_rows: the rows, a search's estimate and probe, tags
     row_sql: list[str]  # those that select the rows (the tags' query left out)
     count_sql: list[str]  # the stage counts, in the page or in their own request
-    allowed: int  # the row queries the design allows: one per sort segment, + 2 for a search
+    allowed: int  # the row queries the design allows: one per sort segment, + a search probe
     counts_path: str = ""  # the stage counts' own request (htmx), where the queue has one
     counts_queries: int = 0
     rows_ms: float = 0.0  # EXPLAIN ANALYZE execution time, median, summed over row_sql
@@ -472,11 +472,16 @@ def page_facts(client, path: str) -> PageFacts:
         response = client.get(path)
     statements = [query["sql"] for query in captured.captured_queries]
     own = [sql for start, end in marks for sql in statements[start:end]]
-    rows = [sql for sql in own if 'FROM "engage_conversation_tags"' not in sql]
+    # Those that select rows: not the tags' query, nor a search's EXPLAIN of its matches.
+    rows = [
+        sql
+        for sql in own
+        if 'FROM "engage_conversation_tags"' not in sql and not sql.startswith("EXPLAIN")
+    ]
     counts = [sql for sql in statements if sql.startswith("SELECT (SELECT COUNT(*)")]
     filters = queue_filters(path)
-    # A search: the planner's estimate, then (unless it expects many) the index probe.
-    allowed = len(queries.SORTS[filters.sort].segments(filters)) + 2 * bool(filters.q.strip())
+    # A search: the probe of the full-text index (unless the planner expects many matches).
+    allowed = len(queries.SORTS[filters.sort].segments(filters)) + bool(filters.q.strip())
     fact = PageFacts(response.status_code, len(statements), len(own), rows, counts, allowed)
     try:
         counts_url = reverse("queue_counts")
