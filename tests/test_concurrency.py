@@ -114,3 +114,54 @@ def test_four_integrations_pushing_the_same_batch_at_once_store_each_item_once()
     # Each thread of five posts is one conversation.
     assert Conversation.objects.count() == 60
     assert Event.objects.filter(kind=EventKind.CREATED).count() == 60
+
+
+def test_a_deadlock_between_linking_and_merging_ends_with_both_writes_answered(monkeypatch):
+    """link_evidence locks the ticket, then the conversation; merge locks the conversations,
+    then the tickets of the duplicate's evidence. Forced to meet half-way, they deadlock:
+    PostgreSQL aborts one, services.retry_on_deadlock runs it again, and neither user gets
+    an error page; the ticket's stored counts are still what its links say."""
+    import threading
+
+    from engage.errors import Conflict
+    from engage.models import FeedbackLink
+    from engage.services import feedback as fs
+    from engage.services import merge as merge_service
+
+    manager = factories.user("merger")
+    duplicate, kept = factories.conversation(), factories.conversation()
+    ticket = fs.create_ticket(actor=manager, title="Battery drains")
+    fs.link_evidence(ticket.pk, duplicate.pk, actor=manager, quote="drains")
+    halfway = threading.Barrier(2, timeout=20)
+    waited = set()
+
+    def meet_halfway(function):
+        def locked_one_wants_the_other(*args, **kwargs):
+            if threading.get_ident() not in waited:  # the first attempt only
+                waited.add(threading.get_ident())
+                halfway.wait()
+            return function(*args, **kwargs)
+
+        return locked_one_wants_the_other
+
+    monkeypatch.setattr(fs, "lock_conversation", meet_halfway(fs.lock_conversation))
+    monkeypatch.setattr(
+        merge_service, "refresh_ticket_counts", meet_halfway(merge_service.refresh_ticket_counts)
+    )
+
+    def write(i):
+        if i == 0:
+            return fs.link_evidence(ticket.pk, kept.pk, actor=manager, quote="same")
+        return merge_service.merge(duplicate.pk, kept.pk, actor=manager)
+
+    linked, merged = run_in_threads(2, write)
+
+    # The link ran first, or after the merge had moved the duplicate's evidence to `kept`.
+    assert isinstance(linked, FeedbackLink | Conflict), linked
+    assert isinstance(merged, Conversation), merged
+    assert list(FeedbackLink.objects.values_list("ticket", "conversation")) == [
+        (ticket.pk, kept.pk)
+    ]
+    ticket.refresh_from_db()
+    counts = fs.ticket_counts([ticket.pk])[ticket.pk]
+    assert {name: getattr(ticket, name) for name in counts} == counts

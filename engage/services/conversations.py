@@ -31,6 +31,7 @@ from engage.models import (
     Note,
     Notification,
 )
+from engage.services import retry_on_deadlock
 from engage.services.targets import first_response_due
 
 User = get_user_model()
@@ -288,6 +289,7 @@ def claim_next(*, actor, stage: str | None = None) -> Conversation | None:
     return None
 
 
+@retry_on_deadlock
 @transaction.atomic
 def log_reply(
     conversation_id: int,

@@ -13,6 +13,7 @@ from engage import history, permissions, tasks
 from engage.choices import CLOSED_TICKET_STATUSES, EventKind, State, TicketStatus
 from engage.errors import Conflict, InvalidInput
 from engage.models import Conversation, Event, FeedbackLink, FeedbackTicket
+from engage.services import retry_on_deadlock
 from engage.services.conversations import lock_conversation
 
 User = get_user_model()
@@ -180,6 +181,7 @@ def count_told(ticket_ids: Iterable[int], *, conversation: Conversation) -> None
     FeedbackTicket.objects.bulk_update(tickets, ["told_count", "told_people"])
 
 
+@retry_on_deadlock
 @transaction.atomic
 def create_ticket(
     *,
@@ -208,6 +210,7 @@ def create_ticket(
     return ticket
 
 
+@retry_on_deadlock
 @transaction.atomic
 def link_evidence(ticket_id: int, conversation_id: int, *, actor, quote: str) -> FeedbackLink:
     """Link a conversation to a ticket with the quote that shows the need.
@@ -313,6 +316,7 @@ def _flag_follow_ups(
     transaction.on_commit(partial(tasks.enqueue, tasks.notify_follow_ups, ticket.pk), robust=True)
 
 
+@retry_on_deadlock
 @transaction.atomic
 def change_ticket_status(ticket_id: int, status: str, *, actor, note: str = "") -> FeedbackTicket:
     """Move a ticket to `status`. Shipping or declining asks for every person who asked
@@ -403,6 +407,7 @@ def update_ticket(
     return ticket
 
 
+@retry_on_deadlock
 @transaction.atomic
 def merge_tickets(duplicate_id: int, into_id: int, *, actor) -> FeedbackTicket:
     """Merge the duplicate ticket into the kept one (`into_id`) and return the kept one.

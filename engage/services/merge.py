@@ -9,9 +9,11 @@ from engage import history, permissions, workflow
 from engage.choices import EventKind, State
 from engage.errors import Conflict, InvalidInput
 from engage.models import Conversation, Event, FeedbackLink, Message, Note, Presence
+from engage.services import retry_on_deadlock
 from engage.services.feedback import refresh_ticket_counts
 
 
+@retry_on_deadlock
 @transaction.atomic
 def merge(
     duplicate_id: int,
