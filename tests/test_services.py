@@ -75,6 +75,8 @@ def test_create_sets_the_first_response_target_from_the_priority(manager):
         ({"channel": "myspace"}, "channel"),
         ({"text": "  "}, "text"),
         ({"priority": "asap"}, "priority"),
+        ({"url": "javascript:alert(1)"}, "url"),
+        ({"url": "example.com/no-scheme"}, "url"),
     ],
 )
 def test_create_refuses_bad_items_naming_the_field(manager, overrides, field):
@@ -82,6 +84,25 @@ def test_create_refuses_bad_items_naming_the_field(manager, overrides, field):
         cs.create_conversation(factories.item(**overrides), actor=manager)
     assert refused.value.field == field
     assert Conversation.objects.count() == 0
+
+
+@pytest.mark.parametrize("url", ["javascript:alert(1)", "data:text/html,x", "/relative"])
+def test_a_reply_with_an_address_that_is_not_http_is_refused_and_not_logged(
+    conversation, manager, url
+):
+    with pytest.raises(InvalidInput) as refused:
+        cs.log_reply(conversation.pk, actor=manager, text="Done", url=url)
+
+    assert refused.value.field == "url"
+    assert not conversation.messages.filter(direction=Direction.OUTBOUND).exists()
+
+
+def test_a_reply_keeps_its_http_address_trimmed(conversation, manager):
+    message = cs.log_reply(
+        conversation.pk, actor=manager, text="Done", url=" https://x.example/p/1 "
+    )
+
+    assert message.url == "https://x.example/p/1"
 
 
 def test_the_database_refuses_a_duplicate_external_id(conversation):

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from engage import tasks
 from engage.choices import SourceKind
+from engage.errors import InvalidInput
 from engage.models import Source
 from engage.services import sources as services
 from tests import factories
@@ -184,6 +185,20 @@ def test_staff_add_a_feed_that_is_due_at_once(as_staff):
     page = as_staff.get(SOURCES)
     assert status_of(page, source) == "never"
     assert "due now" in text_of(page)
+
+
+@pytest.mark.parametrize("url", ["http://", "https:///feed", "ftp://example.com/feed", "feed"])
+def test_the_service_refuses_a_feed_address_the_form_would_refuse(staff, url):
+    """The API and the admin reach add_feed and update_source without the page's form."""
+    kept = feed(staff, name="Kept")
+
+    with pytest.raises(InvalidInput) as refused:
+        services.add_feed(actor=staff, name="New", url=url)
+    assert refused.value.field == "url"
+    with pytest.raises(InvalidInput):
+        services.update_source(kept.pk, actor=staff, url=url)
+
+    assert list(Source.objects.values_list("name", "url")) == [("Kept", kept.url)]
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from engage import history, permissions, workflow
+from engage import history, markup, permissions, workflow
 from engage.choices import (
     CLOSED_TICKET_STATUSES,
     Channel,
@@ -80,6 +80,17 @@ def _validate_item(item: Item) -> None:
     ):
         if not value or not str(value).strip():
             raise InvalidInput(_("This field is required and may not be blank."), field=name)
+    for name, value in (("url", item.url), ("author.url", item.author.url)):
+        _check_url(value, field=name)
+
+
+def _check_url(value: str, *, field: str) -> None:
+    """Addresses are stored only when they are absolute http(s) ones, as every way in checks
+    them (engage.items): the pages link to them."""
+    if value and not markup.external_url(value):
+        raise InvalidInput(
+            _("Expected an http(s) address, got “%(v)s”.") % {"v": value[:80]}, field=field
+        )
 
 
 def create_conversation(item: Item, *, actor=None) -> tuple[Conversation, bool]:
@@ -309,6 +320,8 @@ def log_reply(
     permissions.require_work(actor)
     if not text or not text.strip():
         raise InvalidInput(_("A reply needs its text."), field="text")
+    url = (url or "").strip()
+    _check_url(url, field="url")
     conversation = lock_conversation(conversation_id)
     now = timezone.now()
     message = Message.objects.create(

@@ -11,7 +11,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from engage import feeds, permissions
+from engage import feeds, markup, permissions
 from engage.choices import Channel, SourceKind
 from engage.errors import InvalidInput
 from engage.items import ItemInvalid, parse_item
@@ -49,7 +49,8 @@ def _check_name(name: str, *, exclude: int | None = None) -> None:
 
 def _check(name: str, url: str, channel: str, interval: int, *, exclude: int | None = None):
     _check_name(name, exclude=exclude)
-    if not url.startswith(("http://", "https://")):
+    # The edit form's rule: an absolute http(s) address with a host ("http://" alone is not).
+    if not markup.external_url(url):
         raise InvalidInput(_("A feed address starts with http:// or https://."), field="url")
     if channel not in Channel.values:
         raise InvalidInput(
