@@ -244,23 +244,27 @@ def _row(
         follow_up = f'<strong class="follow-up">{_e(words.tell_the_person)}</strong>'
     channel = words.channels.get(c.channel, c.channel)
     stage = words.stages.get(c.stage, c.stage)
+    cells = [
+        f'<td class="channel"><span class="channel-name channel-{_e(c.channel)}">'
+        f"{_e(channel)}</span></td>",
+        f'<td class="contact"><span class="contact-name">{_e(c.contact__name or c.contact__handle)}'
+        f"</span>{handle}</td>",
+        f'<td class="excerpt"><a href="{url}" data-row-link>{_e(_excerpt(c.text))}</a>'
+        f' <span class="row-meta">{_meta(c, tags, words, link, tag_link)}</span></td>',
+        f'<td><span class="stage stage-{_e(c.stage)}">{_e(stage)}</span>{cycle}</td>',
+        f'<td><span class="priority priority-{_e(str(key))}">{_e(str(priority))}</span></td>',
+        f"<td>{_assignee(c, words)}</td>",
+        f'<td class="age">{_time(c.received_at, _since(c.received_at, now, words), words)}</td>',
+        f'<td class="due">{_due(c, words, now)}</td>',
+        f'<td class="language">{language}</td>',
+        f"<td>{sentiment}</td>",
+        f"<td>{follow_up}</td>",
+    ]
+    # A line between cells, as a template leaves: the row's text (copied, or read by a
+    # search on the page) keeps a space between one cell's words and the next's.
     return (
         f'<tr class="state-{_e(c.state)}{" is-selected" if selected else ""}" data-row'
-        f' data-row-id="{pk}" data-href="{url}" tabindex="-1">{select}'
-        f'<td class="channel"><span class="channel-name channel-{_e(c.channel)}">'
-        f"{_e(channel)}</span></td>"
-        f'<td class="contact"><span class="contact-name">{_e(c.contact__name or c.contact__handle)}'
-        f"</span>{handle}</td>"
-        f'<td class="excerpt"><a href="{url}" data-row-link>'
-        f"{_e(_excerpt(c.text))}</a>"
-        f' <span class="row-meta">{_meta(c, tags, words, link, tag_link)}</span></td>'
-        f'<td><span class="stage stage-{_e(c.stage)}">{_e(stage)}</span>{cycle}</td>'
-        f'<td><span class="priority priority-{_e(str(key))}">{_e(str(priority))}</span></td>'
-        f"<td>{_assignee(c, words)}</td>"
-        f'<td class="age">{_time(c.received_at, _since(c.received_at, now, words), words)}</td>'
-        f'<td class="due">{_due(c, words, now)}</td>'
-        f'<td class="language">{language}</td>'
-        f"<td>{sentiment}</td>"
-        f"<td>{follow_up}</td>"
-        "</tr>"
+        f' data-row-id="{pk}" data-href="{url}" tabindex="-1">{select}\n'
+        + "\n".join(cells)
+        + "\n</tr>"
     )
