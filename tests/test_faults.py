@@ -478,7 +478,7 @@ def test_a_page_that_fails_unexpectedly_shows_the_error_page_in_the_persons_lang
     def database_gone(*args, **kwargs):
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(queries, "queue_page", database_gone)
+    monkeypatch.setattr(queries, "queue_rows", database_gone)
     page = Client(raise_request_exception=False)
     page.force_login(manager)
 
