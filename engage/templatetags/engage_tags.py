@@ -1,8 +1,11 @@
 """Filters for engage's pages. None of them touches the database."""
 
+from html import escape
+
 from django import template
 from django.utils import formats, timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 
 from engage import markup
@@ -92,3 +95,11 @@ def event_details(event) -> str:
             text += " " + _("is %(status)s") % {"status": _label(TicketStatus, data["status"])}
         return text
     return ""
+
+
+@register.simple_tag
+def datalist_options(names) -> str:
+    """<option value="…"> for each name (a datalist of hundreds of tags): one escaped join
+    instead of a template loop."""
+    options = (f'<option value="{escape(name)}"></option>' for name in names)
+    return mark_safe("".join(options))  # noqa: S308 - escaped

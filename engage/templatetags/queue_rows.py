@@ -146,13 +146,6 @@ def _excerpt(text: str) -> str:
     return Truncator(text).chars(EXCERPT_CHARS)
 
 
-@register.simple_tag
-def datalist_options(names) -> str:
-    """<option value="…"> for each name: hundreds of tags, one join instead of a loop."""
-    options = (f'<option value="{_e(name)}"></option>' for name in names)
-    return mark_safe("".join(options))  # noqa: S308 - escaped
-
-
 def _time(value, text: str, words: _Words) -> str:
     value = localtime(value, words.timezone)
     return (
