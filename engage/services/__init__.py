@@ -26,14 +26,13 @@ def retry_on_deadlock(service):
 
     @functools.wraps(service)
     def run(*args, **kwargs):
-        for attempt in range(1, ATTEMPTS + 1):
+        for _attempt in range(ATTEMPTS - 1):
             outermost = not transaction.get_connection().in_atomic_block
             try:
                 return service(*args, **kwargs)
             except OperationalError as error:
-                code = getattr(error.__cause__, "sqlstate", None)
-                if not outermost or code not in RETRYABLE or attempt == ATTEMPTS:
+                if not outermost or getattr(error.__cause__, "sqlstate", None) not in RETRYABLE:
                     raise
-        raise AssertionError("unreachable")  # pragma: no cover
+        return service(*args, **kwargs)  # the last attempt: its error goes up as it is
 
     return run
