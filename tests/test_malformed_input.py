@@ -50,6 +50,16 @@ def rejected_lines(err: str) -> dict[int, str]:
     return lines
 
 
+def assert_imported(out: str, err: str, expected_ids, expected_errors: dict[int, str]) -> None:
+    """The import kept exactly `expected_ids` and named each rejected line with its error."""
+    assert stored_ids() == expected_ids
+    assert counts(out)["invalid"] == len(expected_errors)
+    errors = rejected_lines(err)
+    assert set(errors) == set(expected_errors)
+    for line, message in expected_errors.items():
+        assert message in errors[line]
+
+
 def item_line(n: int, **overrides) -> str:
     fields = {
         "source": "malformed",
@@ -87,12 +97,7 @@ def test_a_malformed_csv_file_keeps_its_valid_rows_and_rejects_the_others_by_lin
 
     out, err = run_import(path, "--source", "malformed")
 
-    assert stored_ids() == expected_ids
-    assert counts(out)["invalid"] == len(expected_errors)
-    errors = rejected_lines(err)
-    assert set(errors) == set(expected_errors)
-    for line, message in expected_errors.items():
-        assert message in errors[line]
+    assert_imported(out, err, expected_ids, expected_errors)
     rejects = path.with_name(path.stem + ".rejects.csv")
     if expected_errors:
         assert [int(row["line"]) for row in read_rejects_csv(rejects)] == sorted(expected_errors)
@@ -249,12 +254,7 @@ def test_a_malformed_jsonl_file_keeps_its_valid_lines_and_rejects_the_others_by_
 
     out, err = run_import(path)
 
-    assert stored_ids() == expected_ids
-    assert counts(out)["invalid"] == len(expected_errors)
-    errors = rejected_lines(err)
-    assert set(errors) == set(expected_errors)
-    for line, message in expected_errors.items():
-        assert message in errors[line]
+    assert_imported(out, err, expected_ids, expected_errors)
     rejects = path.with_name(path.stem + ".rejects.jsonl")
     if expected_errors:
         # The rejects file is JSON Lines itself, one line per reject.
