@@ -1,5 +1,9 @@
 """The only code that writes Events: the append-only history of conversations and tickets."""
 
+import json
+
+from django.db import connection
+
 from engage.choices import EventKind
 from engage.models import Conversation, Event, FeedbackTicket
 
@@ -43,3 +47,33 @@ def stage_change(conversation: Conversation, previous: str, *, actor, reason: st
         to_stage=conversation.stage,
         reason=reason,
     )
+
+
+def insert_for_each(rows: str, kind: EventKind, *, actor, data: dict, at) -> tuple[str, list]:
+    """The SQL (and its parameters) that records one `kind` Event for each conversation the
+    common table expression `rows` returns (its `id` and `cycle`): for a write made in a
+    single statement, whose Event must be written by that same statement.
+
+    Table and column names come from the model; `rows` is the caller's own CTE name."""
+    meta = Event._meta
+    quote = connection.ops.quote_name
+    columns = ", ".join(
+        quote(meta.get_field(name).column)
+        for name in (
+            "conversation",
+            "ticket",
+            "kind",
+            "actor",
+            "from_stage",
+            "to_stage",
+            "cycle",
+            "reason",
+            "data",
+            "created_at",
+        )
+    )
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({columns}) "  # noqa: S608 - names from the model
+        f"SELECT {rows}.id, NULL, %s, %s, '', '', {rows}.cycle, '', %s::jsonb, %s FROM {rows}"
+    )
+    return sql, [kind, actor.pk if actor is not None else None, json.dumps(data), at]

@@ -275,6 +275,22 @@ def test_claim_next_takes_the_oldest_due_unassigned_open_conversation(manager, o
     assert oldest.events.filter(kind=EventKind.ASSIGNED, data__claimed=True).count() == 1
 
 
+def test_claim_next_returns_the_conversation_as_stored_and_its_event(manager):
+    conversation = factories.conversation(text="La macchina perde acqua")
+    cs.restart(conversation.pk, actor=manager, reason="new need")  # cycle 2, version 2
+
+    claimed = cs.claim_next(actor=manager)
+
+    stored = Conversation.objects.get(pk=conversation.pk)
+    # Every field the claim read back is the stored one (the statement returns raw columns).
+    fields = [f.attname for f in Conversation._meta.concrete_fields]
+    assert {f: getattr(claimed, f) for f in fields} == {f: getattr(stored, f) for f in fields}
+    assert (claimed.assignee, claimed.version, claimed.cycle) == (manager, 3, 2)
+    event = stored.events.get(kind=EventKind.ASSIGNED)
+    assert (event.actor, event.cycle, event.created_at) == (manager, 2, stored.updated_at)
+    assert event.data == {"from": None, "to": manager.username, "claimed": True}
+
+
 def test_claim_next_in_a_stage(manager):
     listening = factories.conversation()
     in_interact = factories.conversation()
