@@ -287,7 +287,8 @@ def test_claim_next_returns_the_conversation_as_stored_and_its_event(manager):
     assert {f: getattr(claimed, f) for f in fields} == {f: getattr(stored, f) for f in fields}
     assert (claimed.assignee, claimed.version, claimed.cycle) == (manager, 3, 2)
     event = stored.events.get(kind=EventKind.ASSIGNED)
-    assert (event.actor, event.cycle, event.created_at) == (manager, 2, stored.updated_at)
+    assert (event.actor, event.cycle) == (manager, 2)
+    assert abs(event.created_at - stored.updated_at) < timedelta(seconds=5)
     assert event.data == {"from": None, "to": manager.username, "claimed": True}
 
 
