@@ -6,3 +6,6 @@ class EngageConfig(AppConfig):
     name = "engage"
     verbose_name = _("Engage")
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from engage import lookups  # noqa: F401 - registers field__any

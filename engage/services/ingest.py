@@ -147,7 +147,8 @@ class _Batch:
         self.children: dict[tuple[int, str], list[tuple[_Ref, str]]] = defaultdict(list)
         # (source id, handle, text hash) -> earlier messages of that person with that text.
         self.same_text: dict[tuple[int, str, str], list[_Ref]] = defaultdict(list)
-        self.contacts: dict[tuple[str, str], Contact] = {}
+        # (channel, handle) -> the contact's id.
+        self.contacts: dict[tuple[str, str], int] = {}
         self.targets = response_targets()
 
 
@@ -208,7 +209,7 @@ def _any_of(field: str, pairs) -> Q | None:
             wanted[source_id].add(value)
     query = None
     for source_id, values in wanted.items():
-        part = Q(source_id=source_id, **{f"{field}__in": sorted(values)})
+        part = Q(source_id=source_id, **{f"{field}__any": sorted(values)})
         query = part if query is None else query | part
     return query
 
@@ -219,9 +220,9 @@ def _load(batch: _Batch, live) -> None:
     parents = [(source.pk, item.in_reply_to) for _, item, source in live]
     known = _any_of("external_id", ids + parents)
     rows = (
-        Message.objects.filter(known).values_list(
-            "pk", "source_id", "external_id", "conversation_id", "sent_at"
-        )
+        Message.objects.filter(known)
+        .order_by()
+        .values_list("pk", "source_id", "external_id", "conversation_id", "sent_at")
         if known is not None
         else []
     )
@@ -232,6 +233,7 @@ def _load(batch: _Batch, live) -> None:
         # planner cannot infer it from an IN list of more than 100 values.
         Message.objects.filter(answering)
         .exclude(in_reply_to="")
+        .order_by()
         .values_list(
             "pk",
             "source_id",
@@ -252,13 +254,15 @@ def _load(batch: _Batch, live) -> None:
         candidates = list(
             Message.objects.filter(
                 source_id__in={source.pk for _, source in inbound},
-                author_handle__in={item.author_handle for item, _ in inbound},
-                content_hash__in={content_hash(item.text) for item, _ in inbound},
+                author_handle__any={item.author_handle for item, _ in inbound},
+                content_hash__any={content_hash(item.text) for item, _ in inbound},
                 direction=Direction.INBOUND,
                 duplicate_of__isnull=True,
                 sent_at__gte=min(times) - batch.window,
                 sent_at__lte=max(times) + batch.window,
-            ).values_list(
+            )
+            .order_by()
+            .values_list(
                 "pk",
                 "source_id",
                 "author_handle",
@@ -276,7 +280,7 @@ def _load(batch: _Batch, live) -> None:
     locked = {
         c.pk: c
         for c in Conversation.objects.select_for_update()
-        .filter(pk__in=conversation_ids)
+        .filter(pk__any=conversation_ids)
         .order_by("pk")
     }
     for pk, source_id, external_id, conversation_id, sent_at in rows:
@@ -298,9 +302,10 @@ def _group(pairs) -> dict[int, set[str]]:
     return grouped
 
 
-def _contacts(inbound) -> dict[tuple[str, str], Contact]:
-    """The people behind the inbound items, created where new (name and profile kept
-    up to date from the latest item that carries them)."""
+def _contacts(inbound) -> dict[tuple[str, str], int]:
+    """The ids of the people behind the inbound items, created where new (name and profile
+    kept up to date from the latest item that carries them). Read as plain rows: a batch
+    has hundreds of people, and model instances of them would only be thrown away."""
     if not inbound:
         return {}
     latest = {}
@@ -317,17 +322,19 @@ def _contacts(inbound) -> dict[tuple[str, str], Contact]:
     )
     query = None
     for channel, handles in _group(latest).items():
-        part = Q(channel=channel, handle__in=sorted(handles))
+        part = Q(channel=channel, handle__any=sorted(handles))
         query = part if query is None else query | part
-    contacts = {(c.channel, c.handle): c for c in Contact.objects.filter(query)}
-    stale = []
-    for key, item in latest.items():
-        contact = contacts[key]
-        name = item.author_name or contact.name
-        url = item.author_url or contact.profile_url
-        if (name, url) != (contact.name, contact.profile_url):
-            contact.name, contact.profile_url = name, url
-            stale.append(contact)
+    contacts, stale = {}, []
+    for pk, channel, handle, name, url in (
+        Contact.objects.filter(query)
+        .order_by()
+        .values_list("pk", "channel", "handle", "name", "profile_url")
+    ):
+        contacts[(channel, handle)] = pk
+        item = latest[(channel, handle)]
+        fresh = (item.author_name or name, item.author_url or url)
+        if fresh != (name, url):
+            stale.append(Contact(pk=pk, name=fresh[0], profile_url=fresh[1]))
     if stale:
         Contact.objects.bulk_update(stale, ["name", "profile_url"])
     return contacts
@@ -513,7 +520,7 @@ def _new_conversation(batch: _Batch, item, source, sent_at) -> Conversation:
         source=source,
         external_id=item.external_id,
         channel=item.channel,
-        contact=batch.contacts[(item.channel, item.author_handle)],
+        contact_id=batch.contacts[(item.channel, item.author_handle)],
         url=item.url,
         text=item.text,
         priority=priority,
@@ -563,8 +570,8 @@ def _changed(batch: _Batch, conversation: Conversation, *fields: str) -> None:
 
 def _save_changed(batch: _Batch) -> None:
     """Each existing conversation the batch touched gets its version bumped once: those
-    that only gained a message in one UPDATE, the others in one bulk update per set of
-    changed fields (a thread's replies touch many conversations in a busy batch)."""
+    that only gained a message in one UPDATE, the others in one UPDATE per set of changed
+    fields (a thread's replies touch many conversations in a busy batch)."""
     by_fields: dict[tuple[str, ...], list[Conversation]] = defaultdict(list)
     for conversation, fields in batch.changed.values():
         by_fields[tuple(sorted(fields))].append(conversation)
@@ -573,9 +580,9 @@ def _save_changed(batch: _Batch) -> None:
             conversation.version += 1
             conversation.updated_at = batch.now
         if fields:
-            Conversation.objects.bulk_update(conversations, [*fields, "version", "updated_at"])
+            copy.update(conversations, [*fields, "version", "updated_at"])
         else:
-            Conversation.objects.filter(pk__in=[c.pk for c in conversations]).update(
+            Conversation.objects.filter(pk__any=[c.pk for c in conversations]).update(
                 version=F("version") + 1, updated_at=batch.now
             )
 
