@@ -1,11 +1,14 @@
-"""engage.copy: new rows in bulk (COPY on PostgreSQL), with their ids, and Django's errors."""
+"""engage.copy: rows in bulk (COPY and UPDATE from arrays on PostgreSQL), with their ids and
+Django's errors; engage.lookups' field__any."""
+
+from datetime import timedelta
 
 import pytest
 from django.db import IntegrityError, transaction
 
 from engage import copy
-from engage.choices import Direction, EventKind
-from engage.models import Event, Message
+from engage.choices import Direction, EventKind, State
+from engage.models import Conversation, Event, Message
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -75,3 +78,37 @@ def test_a_constraint_refusal_is_djangos_integrity_error():
     )
     with pytest.raises(IntegrityError), transaction.atomic():
         copy.insert([again])
+
+
+def test_update_saves_the_named_fields_of_each_row_and_leaves_the_rest():
+    first, second, untouched = (factories.conversation() for _ in range(3))
+    answered = first.received_at + timedelta(hours=1)
+    first.first_response_at, first.state, first.text = answered, State.CLOSED, "not saved"
+    second.first_response_at, second.state = None, State.SNOOZED
+    second.snoozed_until = second.received_at + timedelta(days=1)
+
+    copy.update([first, second], ["first_response_at", "state", "snoozed_until"])
+
+    rows = Conversation.objects.in_bulk([first.pk, second.pk, untouched.pk])
+    assert (rows[first.pk].first_response_at, rows[first.pk].state) == (answered, State.CLOSED)
+    assert rows[first.pk].text != "not saved"
+    assert (rows[second.pk].state, rows[second.pk].snoozed_until) == (
+        State.SNOOZED,
+        second.snoozed_until,
+    )
+    assert rows[second.pk].first_response_at is None
+    assert rows[untouched.pk].state == State.OPEN
+
+
+def test_any_finds_what_in_finds():
+    conversations = [factories.conversation() for _ in range(3)]
+    ids = [c.pk for c in conversations]
+    external_ids = [c.external_id for c in conversations[:2]]
+
+    def found(**lookup):
+        return sorted(Conversation.objects.filter(**lookup).values_list("pk", flat=True))
+
+    assert found(pk__any=[ids[0], ids[2], ids[2], None]) == [ids[0], ids[2]]
+    assert found(external_id__any=[*external_ids, "none-such"]) == sorted(ids[:2])
+    assert found(pk__any=[]) == []
+    assert found(pk__any=[None]) == []
