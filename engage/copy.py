@@ -10,23 +10,45 @@ they stay unique whatever other writers do at the same time.
 Elsewhere (SQLite) this is bulk_create, which returns the ids there too.
 """
 
+import functools
 import json
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from django.db import connection
 from django.db.models import JSONField, Model
 
-_PLAIN, _RELATED, _JSON, _STAMPED = "plain", "related", "json", "stamped"
+
+@dataclass(frozen=True)
+class _Plan:
+    """How insert() reads one model's rows: its columns, and the fields whose values need
+    more than a look-up in the object's __dict__."""
+
+    fields: list
+    values: Callable  # an object's __dict__ -> its plain values, in column order
+    related: list  # foreign keys: the related object may have been saved after this one
+    stamped: list  # auto_now(_add): Field.pre_save stamps them
+    json: list  # (position in the row, field): dumped to text
 
 
-def _kind(field) -> str:
-    """How insert() reads a field's value from an object (Field.pre_save, made cheap)."""
-    if field.is_relation:
-        return _RELATED
-    if isinstance(field, JSONField):
-        return _JSON
-    if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
-        return _STAMPED
-    return _PLAIN
+@functools.cache
+def _plan(model: type[Model]) -> _Plan:
+    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
+    names = [field.attname for field in fields]
+    # itemgetter of one name gives the value itself, of several a tuple.
+    values = operator.itemgetter(*names) if len(names) > 1 else lambda d: (d[names[0]],)
+    return _Plan(
+        fields=fields,
+        values=values,
+        related=[field for field in fields if field.is_relation],
+        stamped=[
+            field
+            for field in fields
+            if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False)
+        ],
+        json=[(n, field) for n, field in enumerate(fields) if isinstance(field, JSONField)],
+    )
 
 
 def insert(objects: list[Model]) -> None:
@@ -40,10 +62,9 @@ def insert(objects: list[Model]) -> None:
         model.objects.bulk_create(objects)
         return
     meta = model._meta
-    fields = [field for field in meta.concrete_fields if not field.primary_key]
-    plan = [(field, _kind(field)) for field in fields]
+    plan = _plan(model)
     table = connection.ops.quote_name(meta.db_table)
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in plan.fields)
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
@@ -58,23 +79,18 @@ def insert(objects: list[Model]) -> None:
         ):
             for obj, pk in zip(objects, ids, strict=True):
                 values = obj.__dict__
-                row = [pk]
-                for field, kind in plan:
-                    if kind is _PLAIN:
-                        value = values[field.attname]
-                    elif kind is _RELATED:
-                        # The related object may have been saved after this one was built.
-                        related = field.get_cached_value(obj, None)
-                        if related is not None:
-                            if related.pk is None:
-                                raise ValueError(f"{field.name} of {obj!r} is not saved yet.")
-                            values[field.attname] = related.pk
-                        value = values[field.attname]
-                    elif kind is _JSON:
-                        value = json.dumps(values[field.attname], cls=field.encoder)
-                    else:
-                        value = field.pre_save(obj, add=True)
-                    row.append(value)
+                for field in plan.related:
+                    # The related object may have been saved after this one was built.
+                    related = field.get_cached_value(obj, None)
+                    if related is not None:
+                        if related.pk is None:
+                            raise ValueError(f"{field.name} of {obj!r} is not saved yet.")
+                        values[field.attname] = related.pk
+                for field in plan.stamped:
+                    field.pre_save(obj, add=True)
+                row = [pk, *plan.values(values)]
+                for position, field in plan.json:
+                    row[position + 1] = json.dumps(row[position + 1], cls=field.encoder)
                 copy.write_row(row)
                 obj.pk = pk
                 obj._state.adding, obj._state.db = False, connection.alias
