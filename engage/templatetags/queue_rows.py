@@ -19,15 +19,14 @@ from html import escape as _e
 from django import template
 from django.template.defaulttags import querystring
 from django.urls import reverse
-from django.utils import dateformat
 from django.utils.formats import get_format
 from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
-from django.utils.timesince import TIME_STRINGS, timesince, timeuntil
 from django.utils.timezone import get_current_timezone, localtime
 from django.utils.translation import gettext as _
 
 from engage.choices import Channel, Priority, Sentiment, SlaState, Stage, State
+from engage.timeformat import Clock
 
 register = template.Library()
 
@@ -59,7 +58,7 @@ class _Words:
     datetime_format: str
     short_datetime_format: str
     timezone: tzinfo
-    units: dict  # timesince's TIME_STRINGS, each count translated once a page
+    clock: Clock  # the date filter and timesince, translated once a page
 
     @classmethod
     def now(cls) -> "_Words":
@@ -84,21 +83,8 @@ class _Words:
             datetime_format=get_format("DATETIME_FORMAT"),
             short_datetime_format=get_format("SHORT_DATETIME_FORMAT"),
             timezone=get_current_timezone(),
-            units={unit: _Unit(text) for unit, text in TIME_STRINGS.items()},
+            clock=Clock(),
         )
-
-
-class _Unit:
-    """One of timesince's lazy "%(num)d minute(s)" strings, translated once per count."""
-
-    def __init__(self, lazy):
-        self.lazy, self.done = lazy, {}
-
-    def __mod__(self, values: dict) -> str:
-        count = values["num"]
-        if count not in self.done:
-            self.done[count] = self.lazy % values
-        return self.done[count]
 
 
 @register.simple_tag(takes_context=True)
@@ -132,11 +118,11 @@ def queue_rows(context) -> str:
 
 
 def _since(value, now, words: _Words) -> str:
-    return timesince(value, now, time_strings=words.units)
+    return words.clock.since(value, now)
 
 
 def _until(value, now, words: _Words) -> str:
-    return timeuntil(value, now, time_strings=words.units)
+    return words.clock.until(value, now)
 
 
 def _excerpt(text: str) -> str:
@@ -150,7 +136,7 @@ def _time(value, text: str, words: _Words) -> str:
     value = localtime(value, words.timezone)
     return (
         f'<time datetime="{_e(value.isoformat())}"'  # the date filter's "c"
-        f' title="{_e(dateformat.format(value, words.datetime_format))}">{_e(text)}</time>'
+        f' title="{_e(words.clock.format(value, words.datetime_format))}">{_e(text)}</time>'
     )
 
 
@@ -188,7 +174,7 @@ def _meta(c, tags, words: _Words, link: str, tag_link) -> str:
         label = words.states.get(c.state, c.state)
         if c.state == State.SNOOZED and c.snoozed_until:
             until = localtime(c.snoozed_until, words.timezone)
-            label += " · " + dateformat.format(until, words.short_datetime_format)
+            label += " · " + words.clock.format(until, words.short_datetime_format)
         parts.append(f'<span class="badge badge-{_e(c.state)}">{_e(label)}</span>')
     if c.merged_into_id:
         into = _e(str(c.merged_into_id))
