@@ -4,6 +4,7 @@ import base64
 import binascii
 import itertools
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -29,7 +30,8 @@ from django.db.models import (
     prefetch_related_objects,
 )
 from django.db.models.expressions import RawSQL
-from django.db.models.functions import RowNumber
+from django.db.models.functions import Lower, RowNumber, StrIndex
+from django.db.models.lookups import GreaterThan
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
@@ -107,6 +109,39 @@ def _text_search(queryset: QuerySet, q: str) -> QuerySet:
             search=SearchQuery(q, config="simple", search_type="websearch")
         )
     return queryset.filter(text__icontains=q)
+
+
+_PLAIN_WORD = re.compile(r"[A-Za-z0-9]+")
+
+
+def required_words(q: str) -> list[str]:
+    """Words that every match of the search `q` contains as they are written, lowercased.
+
+    A walk through the queue's order tests each row it passes against the search, and
+    to_tsvector of each text is most of its cost (8 ms for a word in 6% of a million
+    conversations). Testing first that the lowercased text contains the words is twenty
+    times cheaper and lets to_tsvector run on the rows that pass. Only where that is
+    certainly a necessary condition: the search is plain (websearch_to_tsquery's "or", "-"
+    and quotes make some words optional or excluded: then none is required), and the word is
+    plain ASCII letters and digits (which the 'simple' configuration keeps as they are,
+    lowercased, as lower() does)."""
+    if '"' in q or "-" in q:
+        return []
+    tokens = q.split()
+    if any(token.lower() == "or" for token in tokens):
+        return []
+    return sorted({token.lower() for token in tokens if _PLAIN_WORD.fullmatch(token)})
+
+
+def _containing(queryset: QuerySet, q: str) -> QuerySet:
+    """`queryset` (already searched for `q`) with the cheap test of required_words first:
+    the planner orders a row's conditions by cost, so to_tsvector runs only on rows that
+    pass it. The same rows match."""
+    if connection.vendor != "postgresql":
+        return queryset
+    for word in required_words(q):
+        queryset = queryset.filter(GreaterThan(StrIndex(Lower("text"), Value(word)), 0))
+    return queryset
 
 
 # A state filter of its own: open or snoozed, what the dashboard's workload counts.
@@ -426,7 +461,7 @@ RARE_MATCHES = 500
 COMMON_MATCHES = 20 * RARE_MATCHES
 
 
-def _few_matches_first(matches: QuerySet) -> QuerySet:
+def _few_matches_first(matches: QuerySet, q: str) -> QuerySet:
     """The page query walks an index in the sort's order and keeps the rows that match,
     which is fast when many match; for a word found in a handful of conversations it would
     read the whole table (10 s at a million). So first ask the full-text index, unordered,
@@ -440,11 +475,11 @@ def _few_matches_first(matches: QuerySet) -> QuerySet:
     one would be walked through the whole table; a common one taken for rare costs the
     probe, as before."""
     if _estimated_rows(matches) >= COMMON_MATCHES:
-        return matches
+        return _containing(matches, q)
     found = list(matches.order_by().values_list("pk", flat=True)[: RARE_MATCHES + 1])
     if len(found) <= RARE_MATCHES:
         return matches.filter(pk__in=found)
-    return matches
+    return _containing(matches, q)
 
 
 def _estimated_rows(queryset: QuerySet) -> float:
@@ -456,7 +491,7 @@ def _estimated_rows(queryset: QuerySet) -> float:
 def _page_matches(filters: QueueFilter, *, user) -> QuerySet[Conversation]:
     matches = queue_matches(filters, user=user)
     if filters.q.strip() and connection.vendor == "postgresql":
-        matches = _few_matches_first(matches)
+        matches = _few_matches_first(matches, filters.q)
     return matches
 
 
@@ -588,6 +623,8 @@ def stage_counts(filters: QueueFilter, *, user, cap: int | None = None) -> list[
     """
     cap = cap or settings.ENGAGE_STAGE_COUNT_CAP
     matches = queue_matches(replace(filters, stage=None), user=user)
+    if filters.q.strip():
+        matches = _containing(matches, filters.q)
     parts = [
         (tab.stage, tab.label, matches.filter(stage=tab.stage) if tab.stage else matches)
         for tab in stage_tabs()

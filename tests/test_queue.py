@@ -273,6 +273,58 @@ def test_a_search_the_planner_expects_common_is_walked_without_the_probe(
     assert any(probe in query["sql"] for query in captured.captured_queries) is probed
 
 
+TRICKY_TEXTS = [
+    "La macchina fa RUMORE quando macina",
+    "rumore-strano dal gruppo, acqua ovunque",
+    "Nessun problema: caffè ottimo",
+    "http://shop.example/rumore?acqua=1 non funziona",
+    "Perde acqua... e fa rumore!!",
+    "Il display 3 si spegne, errore E5",
+    "foo_bar e a_b nel log",
+    "xrumorex non è una parola",
+    "Acqua calda, acqua fredda",
+]
+TRICKY_SEARCHES = [
+    "rumore",
+    "RUMORE acqua",
+    "acqua rumore!",
+    "acqua - rumore",
+    "acqua -rumore",
+    "-acqua rumore",
+    "acqua or rumore",
+    "acqua OR rumore",
+    '"fa rumore"',
+    '-"fa rumore" acqua',
+    "a_b",
+    "e5 display",
+    "caffè ottimo",
+    "rumore, acqua",
+    "strano",
+    "xrumorex",
+    "acqua !rumore",
+]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's full-text search")
+@pytest.mark.parametrize("q", TRICKY_SEARCHES)
+def test_the_cheap_test_before_the_full_text_search_keeps_the_same_matches(db, q):
+    for text in TRICKY_TEXTS:
+        factories.conversation(text=text)
+    searched = queries.queue_matches(QueueFilter(q=q, state=""), user=None)
+
+    found = set(searched.values_list("pk", flat=True))
+    with_words = set(queries._containing(searched, q).values_list("pk", flat=True))
+
+    assert with_words == found
+
+
+def test_required_words_are_the_plain_words_of_a_plain_search():
+    assert queries.required_words("Rumore acqua!") == ["rumore"]
+    assert queries.required_words("caffè E5 e5 a_b") == ["e5"]
+    for optional in ("acqua or rumore", "acqua -rumore", "acqua - rumore", '"fa rumore"'):
+        assert queries.required_words(optional) == []
+
+
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's EXPLAIN")
 def test_the_planner_estimate_follows_the_table(manager):
     for n in range(40):
