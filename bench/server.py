@@ -180,6 +180,32 @@ def sequential(port: int, headers: dict, path: str, *, runs: int, warmup: int = 
         client.close()
 
 
+def interleaved(
+    port: int, headers: dict, paths: dict[str, str], *, runs: int, warmup: int = 8
+) -> dict[str, Latency]:
+    """One client GETs each of `paths` (name -> path) in turn, `runs` rounds after `warmup`
+    untimed ones, the order rotating each round. Pages compared with each other (the queue
+    against the minimal page) are then measured under the same conditions: on a shared
+    virtual machine the speed of the whole machine drifts by a quarter within minutes, and
+    pages measured one after the other would carry that drift into their ratio."""
+    client = Client(port, headers)
+    names = list(paths)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    try:
+        for _ in range(warmup):
+            for name in names:
+                client.get(paths[name])
+        started = time.perf_counter()
+        for round_ in range(runs):
+            shift = round_ % len(names)
+            for name in names[shift:] + names[:shift]:
+                times[name].append(client.get(paths[name]))
+        wall = time.perf_counter() - started
+    finally:
+        client.close()
+    return {name: _latency(times[name], wall) for name in names}
+
+
 def concurrent(port: int, headers: dict, path: str, *, clients: int, seconds: float) -> Latency:
     """`clients` threads GET `path` in a loop, each on its own connection, for `seconds`;
     requests/s is every completed request over the wall time until the last one ended."""

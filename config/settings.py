@@ -189,6 +189,16 @@ if REDIS_URL:
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# FRAGMENTS: parts of pages that are the same HTML for the same inputs (the queue's filter
+# fields and bulk bar: the filters, the people offered, the language), kept in each web
+# process's memory so that a page drawn again skips them ({% cache ... using="fragments" %},
+# whose key names every input). Never anything personal, never a CSRF token.
+CACHES["fragments"] = {
+    "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+    "LOCATION": "engage-fragments",
+    "OPTIONS": {"MAX_ENTRIES": 2000},
+}
+ENGAGE_FRAGMENT_SECONDS = int(os.environ.get("ENGAGE_FRAGMENT_SECONDS", "600"))
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -4,6 +4,7 @@ from concurrent.futures import ThreadPoolExecutor
 import django_rq
 import pytest
 from django.conf import settings
+from django.core.cache import caches
 from django.db import connections
 from django.utils import translation
 from rq import SimpleWorker
@@ -67,6 +68,12 @@ def conversation(db):
 def _fast_password_hashing(settings):
     """Real hashing costs ~0.3 s a user; tests create many users."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _no_fragments_from_other_tests():
+    """The page fragments each web process keeps (CACHES["fragments"]) start empty."""
+    caches["fragments"].clear()
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -605,6 +606,84 @@ def test_bulk_is_capped(client, manager, settings):
     assert {fresh(c).assignee for c in rows} == {None}
 
 
+CSRF_INPUT = re.compile(r'<input type="hidden" name="csrfmiddlewaretoken" value="[^"]*">')
+
+
+def forms_of(body: str) -> str:
+    """The filter form and the bulk bar as a person gets them, CSRF tokens left out."""
+    filters = re.search(r"<form[^>]*data-queue-filters>.*?</form>", body, re.S).group(0)
+    bulk_bar = re.search(r"<form[^>]*data-bulk-form.*?</form>", body, re.S).group(0)
+    return CSRF_INPUT.sub("", filters + bulk_bar)
+
+
+def test_the_filter_fields_and_bulk_bar_drawn_again_are_the_same(client, manager, settings):
+    factories.conversation()
+    client.force_login(manager)
+    query = "?stage=listen&channel=twitter&q=product"
+
+    settings.ENGAGE_FRAGMENT_SECONDS = 0  # drawn each time, never kept
+    drawn = forms_of(client.get(QUEUE + query).content.decode())
+    settings.ENGAGE_FRAGMENT_SECONDS = 600
+    first, again = (forms_of(client.get(QUEUE + query).content.decode()) for _ in range(2))
+
+    assert first == again == drawn
+    assert '<option value="twitter" selected>' in drawn
+    assert drawn.count('name="back"') == 1
+    assert 'value="stage=listen&amp;channel=twitter&amp;q=product"' in drawn
+
+
+def test_kept_fragments_follow_the_filters_the_people_and_the_language(client, manager):
+    factories.conversation(channel="twitter")
+    factories.conversation(channel="facebook")
+    client.force_login(manager)
+    client.get(QUEUE + "?channel=twitter")
+
+    other = forms_of(client.get(QUEUE + "?channel=facebook").content.decode())
+    assert '<option value="facebook" selected>' in other
+    assert '<option value="twitter" selected>' not in other
+
+    newcomer = factories.user("newcomer")
+    newcomer.first_name = "Nadia"
+    newcomer.save()
+    assert ">Nadia</option>" in forms_of(client.get(QUEUE + "?channel=facebook").content.decode())
+
+    italian = client.get(QUEUE + "?channel=facebook", headers={"accept-language": "it"})
+    assert "Altre azioni" in forms_of(italian.content.decode())
+
+
+def test_each_person_gets_their_own_csrf_token_with_a_kept_bulk_bar(manager, other_manager):
+    conversation = factories.conversation()
+    first, second = Client(enforce_csrf_checks=True), Client(enforce_csrf_checks=True)
+    first.force_login(manager)
+    second.force_login(other_manager)
+    first.get(QUEUE)  # draws and keeps the bulk bar
+
+    body = second.get(QUEUE).content.decode()
+    bulk_bar = re.search(r"<form[^>]*data-bulk-form.*?</form>", body, re.S).group(0)
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]*)"', bulk_bar).group(1)
+    response = second.post(
+        reverse("queue_bulk"),
+        {"csrfmiddlewaretoken": token, "action": "assign_me", "ids": conversation.pk, "back": ""},
+    )
+
+    assert response.status_code == 303
+    assert fresh(conversation).assignee == other_manager
+
+
+def test_a_refused_bulk_action_shows_its_errors_over_a_kept_bulk_bar(client, manager):
+    conversation = factories.conversation()
+    client.force_login(manager)
+    client.get(QUEUE)  # the unbound bulk bar, kept
+
+    response = post_bulk(client, "assign", [conversation], back="")
+
+    body = html.unescape(response.content.decode())
+    assert response.status_code == 422
+    assert "Choose the community manager to assign." in forms_of(body)
+    assert '<details class="bulk-more" open>' in body
+    assert f'value="{conversation.pk}" form="bulk" data-row-select aria-label' in body
+
+
 def test_the_focused_row_keys_post_one_row_to_the_bulk_action(client, manager):
     conversation = factories.conversation()
     client.force_login(manager)
@@ -789,10 +868,10 @@ def test_queue_query_count_does_not_grow_with_rows(client, manager):
 
     assert small == large
     # Session, user, roles, community managers; the rows of each due segment (the waiting
-    # ones, then the answered ones: the page reaches across), their tags; saved views, tag
-    # suggestions; unread notifications; the header's availability toggle. The stage
-    # counts come in their own request (below).
-    assert small == 11
+    # ones, then the answered ones: the page reaches across), their tags (on PostgreSQL in
+    # the rows' own query); saved views, tag suggestions; unread notifications; the
+    # header's availability toggle. The stage counts come in their own request (below).
+    assert small == (10 if connection.vendor == "postgresql" else 11)
 
 
 def _count_queries(client, count: int, manager) -> int:

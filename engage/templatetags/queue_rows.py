@@ -11,6 +11,7 @@ without its lazy-string wrapper, which cost more than the escaping), numbers inc
 translated labels too. Nothing here touches the database.
 """
 
+import functools
 import unicodedata
 from dataclasses import dataclass
 from datetime import tzinfo
@@ -97,7 +98,9 @@ def queue_rows(context) -> str:
     query, now = context["query"], context["now"]
     can_work, selected = context["can_work"], context["selected"]
 
+    @functools.cache
     def tag_link(name: str) -> str:
+        # Once a tag a page: the same few tags recur on its rows.
         return queue + querystring(None, query, tag=name, cursor=None)
 
     page = context["page"]

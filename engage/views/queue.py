@@ -7,6 +7,7 @@ With no `state` parameter the queue shows open conversations; `state=` shows eve
 
 import contextlib
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, QueryDict
 from django.shortcuts import redirect, render
@@ -113,6 +114,10 @@ def queue_page(request, query: QueryDict, *, bulk_form=None, saved_view_form=Non
         "saved_views": queries.saved_views(request.user),
         "saved_view_form": saved_view_form or SavedViewForm(initial={"query": here}),
         "tag_suggestions": queries.tag_suggestions(),
+        # What the cached fragments (the filter fields, the bulk bar) show besides the
+        # filters: the people the selects offer.
+        "managers_key": [(m.pk, m.get_username(), m.get_full_name()) for m in managers],
+        "fragment_seconds": settings.ENGAGE_FRAGMENT_SECONDS,
     }
     if errors and status == 200:
         status = 400
