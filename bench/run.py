@@ -12,7 +12,8 @@
 2. Serve the app with gunicorn (`config.wsgi`, 4 sync workers, DEBUG off) on a free port.
 3. The queue through gunicorn as the demo user `manager`: the default view, three filter
    combinations, a text search and page 1,000 (reached by the view's own keyset cursor):
-   median and p95 with one client (sequential) and requests/s with 8 concurrent clients;
+   median and p95 with one client (the pages and the baselines in turn, round after round)
+   and requests/s with 8 concurrent clients;
    the SQL queries each page runs (counted in-process); beside them the minimal logged-in
    page (the lightest HTML page, /targets/), the API's minimal JSON answer and the EXPLAIN
    ANALYZE execution time of the SQL that selects the page's rows.
@@ -736,7 +737,10 @@ def render(r: SimpleNamespace, args) -> Report:
     report.add(
         "## Queue, through gunicorn",
         "",
-        f"One client: {args.runs} sequential requests after 8 warm-up ones. {CLIENTS} clients: "
+        f"One client: the pages of this table in turn, {args.runs} rounds after 8 warm-up "
+        "ones, the order rotating each round, so that the pages compared in a ratio share the "
+        "machine's conditions (on this virtual machine its speed drifts by a quarter within "
+        f"minutes; measured one after the other, that drift entered the ratios). {CLIENTS} clients: "
         f"{args.seconds:g} s of requests at once. Queries: counted in-process (rows: those that "
         "select the page's rows, see below). Rows SQL: the "
         f"median EXPLAIN (ANALYZE, TIMING OFF) execution time of those over {args.explain_runs} "
@@ -997,9 +1001,11 @@ def main() -> None:
         say(f"gunicorn, {WORKERS} sync workers…")
         with server.Gunicorn(WEB, workers=WORKERS, log=args.out.parent / "gunicorn.log") as web_app:
             port, headers = web_app.port, cookie(manager_client)
-            for name, path in {**r.baselines, **queue_pages}.items():
-                say(f"{name}: {args.runs} sequential, {CLIENTS} clients for {args.seconds:g} s…")
-                r.sequential[name] = server.sequential(port, headers, path, runs=args.runs)
+            compared = {**r.baselines, **queue_pages}
+            say(f"{len(compared)} pages in turn, {args.runs} rounds…")
+            r.sequential = server.interleaved(port, headers, compared, runs=args.runs)
+            for name, path in compared.items():
+                say(f"{name}: {CLIENTS} clients for {args.seconds:g} s…")
                 r.concurrent[name] = server.concurrent(
                     port, headers, path, clients=CLIENTS, seconds=args.seconds
                 )
