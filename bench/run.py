@@ -475,11 +475,12 @@ def page_facts(client, path: str) -> PageFacts:
         response = client.get(path)
     statements = [query["sql"] for query in captured.captured_queries]
     own = [sql for start, end in marks for sql in statements[start:end]]
-    # Those that select rows: not the tags' query, nor a search's EXPLAIN of its matches.
+    # Those that select rows: not a query of the tags alone (the rows carry their tags on
+    # PostgreSQL), nor a search's EXPLAIN of its matches.
     rows = [
         sql
         for sql in own
-        if 'FROM "engage_conversation_tags"' not in sql and not sql.startswith("EXPLAIN")
+        if not sql.startswith('SELECT "engage_conversation_tags"') and not sql.startswith("EXPLAIN")
     ]
     counts = [sql for sql in statements if sql.startswith("SELECT (SELECT COUNT(*)")]
     filters = queue_filters(path)
@@ -806,7 +807,8 @@ def render(r: SimpleNamespace, args) -> Report:
         "BEGIN or ROLLBACK the app sends counts too). The page's own queries "
         "are those of `queries.queue_rows`: one per sort segment reached; for a search the "
         "planner's estimate of its matches and, unless it expects many, one probe of the "
-        "full-text index; and the tags of the rows.",
+        "full-text index. The rows carry their tags (an array subquery: PostgreSQL only, "
+        "elsewhere a query of its own).",
         "",
         "| check | measured | budget | result |",
         "|---|---|---|---|",

@@ -1,5 +1,6 @@
 """The only code that writes Events: the append-only history of conversations and tickets."""
 
+import functools
 import json
 
 from django.db import connection
@@ -52,28 +53,19 @@ def stage_change(conversation: Conversation, previous: str, *, actor, reason: st
 def insert_for_each(rows: str, kind: EventKind, *, actor, data: dict, at) -> tuple[str, list]:
     """The SQL (and its parameters) that records one `kind` Event for each conversation the
     common table expression `rows` returns (its `id` and `cycle`): for a write made in a
-    single statement, whose Event must be written by that same statement.
+    single statement, whose Event must be written by that same statement."""
+    return _insert_for_each_sql(rows), [kind, actor.pk if actor else None, json.dumps(data), at]
 
-    Table and column names come from the model; `rows` is the caller's own CTE name."""
+
+@functools.cache
+def _insert_for_each_sql(rows: str) -> str:
     meta = Event._meta
     quote = connection.ops.quote_name
-    columns = ", ".join(
-        quote(meta.get_field(name).column)
-        for name in (
-            "conversation",
-            "ticket",
-            "kind",
-            "actor",
-            "from_stage",
-            "to_stage",
-            "cycle",
-            "reason",
-            "data",
-            "created_at",
-        )
-    )
-    sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({columns}) "  # noqa: S608 - names from the model
+    names = ("conversation", "ticket", "kind", "actor", "from_stage", "to_stage", "cycle")
+    names += ("reason", "data", "created_at")
+    columns = ", ".join(quote(meta.get_field(name).column) for name in names)
+    # Table and column names come from the model; `rows` is the caller's own CTE name.
+    return (
+        f"INSERT INTO {quote(meta.db_table)} ({columns}) "  # noqa: S608
         f"SELECT {rows}.id, NULL, %s, %s, '', '', {rows}.cycle, '', %s::jsonb, %s FROM {rows}"
     )
-    return sql, [kind, actor.pk if actor is not None else None, json.dumps(data), at]

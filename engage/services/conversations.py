@@ -1,5 +1,6 @@
 """Writes on conversations: create, assign, claim, advance, restart, reply, note, reaction."""
 
+import functools
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -228,16 +229,14 @@ def assign(
     return conversation
 
 
-def _claim_statement(stage: str | None) -> tuple[str, list[str]]:
-    """The claim as one PostgreSQL statement and the model attributes of the row it
-    returns: lock the oldest-due candidate nobody else holds (SKIP LOCKED), assign it, record
-    the ASSIGNED Event and read the conversation back."""
+@functools.cache
+def _claim_statement(stage: str | None, recorded: str) -> tuple[str, tuple[str, ...]]:
+    """The claim as one PostgreSQL statement, and the model attributes of the row it returns:
+    lock the oldest-due candidate nobody else holds (SKIP LOCKED), assign it, record the
+    ASSIGNED Event (`recorded`, which reads the CTE `taken`) and read the conversation back."""
     table = connection.ops.quote_name(Conversation._meta.db_table)
     fields = Conversation._meta.concrete_fields
     returned = ", ".join(f"{table}.{connection.ops.quote_name(f.column)}" for f in fields)
-    event, _params = history.insert_for_each(
-        "taken", EventKind.ASSIGNED, actor=None, data={}, at=None
-    )
     # The candidate's conditions are those of the partial indexes conv_claimable(_any).
     in_stage = "AND stage = %s " if stage is not None else ""
     sql = (
@@ -247,25 +246,23 @@ def _claim_statement(stage: str | None) -> tuple[str, list[str]]:
         f"taken AS (UPDATE {table} SET assignee_id = %s, version = version + 1, "
         f"updated_at = %s FROM picked WHERE {table}.id = picked.id "
         f"AND {table}.assignee_id IS NULL RETURNING {returned}), "
-        f"recorded AS ({event}) SELECT * FROM taken"
+        f"recorded AS ({recorded}) SELECT * FROM taken"
     )
-    return sql, [f.attname for f in fields]
-
-
-_CLAIM_STATEMENTS: dict[str | None, tuple[str, list[str]]] = {}
+    return sql, tuple(f.attname for f in fields)
 
 
 def _take_returning(actor, stage: str | None) -> Conversation | None:
     """PostgreSQL: the claim in one statement, so one round trip and, outside a transaction,
     no BEGIN and COMMIT of its own (a claimer's hot path: sixteen at once on two cores)."""
-    if stage not in _CLAIM_STATEMENTS:
-        _CLAIM_STATEMENTS[stage] = _claim_statement(stage)
-    sql, attnames = _CLAIM_STATEMENTS[stage]
     now = timezone.now()
-    data = {"from": None, "to": actor.get_username(), "claimed": True}
-    _event, event_params = history.insert_for_each(
-        "taken", EventKind.ASSIGNED, actor=actor, data=data, at=now
+    recorded, event_params = history.insert_for_each(
+        "taken",
+        EventKind.ASSIGNED,
+        actor=actor,
+        data={"from": None, "to": actor.get_username(), "claimed": True},
+        at=now,
     )
+    sql, attnames = _claim_statement(stage, recorded)
     params = [State.OPEN, *([stage] if stage is not None else []), actor.pk, now, *event_params]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -296,9 +293,8 @@ def claim_next(*, actor, stage: str | None = None) -> Conversation | None:
     On PostgreSQL one statement locks the candidate row with SKIP LOCKED (so concurrent
     claimers pass over each other's rows instead of waiting or colliding), assigns it,
     records the Event and reads it back: one transaction even when no caller opened one.
-    Elsewhere the assignment is a compare-and-set on
-    `assignee IS NULL`, which keeps SQLite (no row locks) safe. Returns None when nothing
-    is left.
+    Elsewhere the assignment is a compare-and-set on `assignee IS NULL`, which keeps SQLite
+    (no row locks) safe. Returns None when nothing is left.
     """
     permissions.require_work(actor)
     _check_assignable(actor)
