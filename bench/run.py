@@ -17,7 +17,8 @@
    the SQL queries each page runs (counted in-process); beside them the minimal logged-in
    page (the lightest HTML page, /targets/), the API's minimal JSON answer and the EXPLAIN
    ANALYZE execution time of the SQL that selects the page's rows.
-4. The feedback board and the dashboard (30 and 90 days) through gunicorn, sequential.
+4. The feedback board and the dashboard (30 and 90 days) through gunicorn, sequential, with
+   the snapshots the scheduler's jobs keep; and the 90 days computed for the view.
 5. Push ingest through gunicorn: POST /api/v1/ingest, batches of 500, 4 concurrent clients.
 6. Claim next once gunicorn has stopped: 16 processes (bench/claimer.py), each with its own
    database connection and its own community manager, for ~10 s; no conversation handed out
@@ -93,7 +94,7 @@ from django.utils import timezone  # noqa: E402
 
 from bench import ingest, pages  # noqa: E402
 from engage import choices, models, queries  # noqa: E402
-from engage.services import sla, tokens  # noqa: E402
+from engage.services import figures, sla, tokens  # noqa: E402
 
 MANAGE = [sys.executable, str(ROOT / "manage.py")]
 
@@ -146,6 +147,7 @@ CLAIMS_PER_SECOND = 500
 PUSH_ITEMS_PER_SECOND = 3000
 IMPORT_RSS_MB = 200
 PAGE_MEDIAN_MS = 300.0
+COMPUTED_90_DAYS = "dashboard, 90 days, computed for the view"
 
 
 def say(message: str) -> None:
@@ -600,6 +602,18 @@ def claim_run(users, seconds: float) -> dict:
     }
 
 
+def scheduler_snapshots(*, figures_kept: bool) -> None:
+    """What the scheduler's jobs keep in production, where they run every minute (no
+    scheduler runs here): the workload (the SLA job) and, when `figures_kept`, the funnel
+    and first responses of the preset periods (the figures job); else none of those, so
+    that the dashboard computes them for the view."""
+    sla.take_workload_snapshot()
+    if figures_kept:
+        figures.take_figures_snapshots()
+    else:
+        models.FiguresSnapshot.objects.all().delete()
+
+
 # Push ingest ------------------------------------------------------------------------------
 
 
@@ -789,10 +803,10 @@ def render(r: SimpleNamespace, args) -> Report:
             "| filters | median ms | p95 ms | queries | counts SQL ms |",
             "|---|--:|--:|--:|--:|",
         )
-        for name, figures in r.counts.items():
+        for name, timing in r.counts.items():
             fact = r.facts[name]
             report.add(
-                f"| {name} | {ms(figures.median_ms)} | {ms(figures.p95_ms)} "
+                f"| {name} | {ms(timing.median_ms)} | {ms(timing.p95_ms)} "
                 f"| {fact.counts_queries} | {ms(fact.counts_ms)} |"
             )
 
@@ -878,20 +892,26 @@ def render(r: SimpleNamespace, args) -> Report:
         "## Feedback board and dashboard, through gunicorn",
         "",
         f"One client, {args.page_runs} sequential requests after 4 warm-up ones; the board as "
-        "`product`, the dashboard as `manager`. Before each page the run takes the workload "
-        "snapshot that the scheduler's SLA job takes every minute in production (none runs "
-        "here): the dashboard shows the workload from it.",
+        "`product`, the dashboard as `manager`. Before each page the run takes the snapshots "
+        "that the scheduler's jobs take every minute in production (none runs here): the "
+        "workload (the SLA job) and the funnel and first responses of the 7, 30 and 90 days "
+        "(the figures job), which the dashboard shows with their time. The last row is the "
+        "90 days without the figures snapshot, computed for each view as a channel, a person "
+        "or dates of one's own are: for reference, no budget.",
         "",
         "| page | median ms | p95 ms | queries | budget | result |",
         "|---|--:|--:|--:|---|---|",
     )
     for name, (path, _client) in r.other_pages.items():
-        figures = r.others[name]
-        ok = figures.median_ms <= PAGE_MEDIAN_MS
+        timing = r.others[name]
+        if name == COMPUTED_90_DAYS:
+            verdict_cell, budget = "reference", "none"
+        else:
+            verdict_cell = report.check(name, timing.median_ms <= PAGE_MEDIAN_MS)
+            budget = f"median ≤ {PAGE_MEDIAN_MS:g} ms"
         report.add(
-            f"| {name} (`{path}`) | {ms(figures.median_ms)} | {ms(figures.p95_ms)} "
-            f"| {r.other_queries[name]} | median ≤ {PAGE_MEDIAN_MS:g} ms "
-            f"| {report.check(name, ok)} |"
+            f"| {name} (`{path}`) | {ms(timing.median_ms)} | {ms(timing.p95_ms)} "
+            f"| {r.other_queries[name]} | {budget} | {verdict_cell} |"
         )
     report.add(
         "",
@@ -985,10 +1005,11 @@ def main() -> None:
         "feedback board": ("/feedback/", product_client),
         "dashboard, 30 days": ("/dashboard/", manager_client),
         "dashboard, 90 days": ("/dashboard/?period=90d", manager_client),
+        COMPUTED_90_DAYS: ("/dashboard/?period=90d", manager_client),
     }
     r.other_queries = {}
-    sla.take_workload_snapshot()
     for name, (path, client) in r.other_pages.items():
+        scheduler_snapshots(figures_kept=name != COMPUTED_90_DAYS)
         _m, _p, r.other_queries[name], status = pages.measure(client, path, 1)
         if status != 200:
             sys.exit(f"GET {path} answered {status} in-process.")
@@ -1019,9 +1040,7 @@ def main() -> None:
                     )
             for name, (path, client) in r.other_pages.items():
                 say(f"{name}: {args.page_runs} sequential…")
-                # What the scheduler's SLA job does every minute in production (no scheduler
-                # runs here): the dashboard reads the workload from the latest snapshot.
-                sla.take_workload_snapshot()
+                scheduler_snapshots(figures_kept=name != COMPUTED_90_DAYS)
                 r.others[name] = server.sequential(
                     port, cookie(client), path, runs=args.page_runs, warmup=4
                 )

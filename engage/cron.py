@@ -8,4 +8,5 @@ from engage import tasks
 cron.register(tasks.poll_due_feeds, queue_name="default", interval=60)
 cron.register(tasks.sweep_unenriched, queue_name="default", interval=60)
 cron.register(tasks.check_slas, queue_name="default", interval=60)
+cron.register(tasks.snapshot_figures, queue_name="default", interval=60)
 cron.register(tasks.sweep_notices, queue_name="default", interval=300)

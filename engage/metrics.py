@@ -25,7 +25,7 @@ WorkloadSnapshot instead (see workload). bench/dashboard.py measures it.
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date, datetime, time, timedelta
 
 from django.contrib.auth import get_user_model
@@ -59,6 +59,7 @@ from engage.models import (
     Event,
     FeedbackLink,
     FeedbackTicket,
+    FiguresSnapshot,
     WorkloadSnapshot,
 )
 from engage.queries import TICKET_RANK, waiting
@@ -77,6 +78,13 @@ class Scope:
     end: datetime
     channel: str = ""  # "" = all channels
     assignee_id: int | None = None  # a team member (user id), or None for everyone
+    period: str = ""  # the preset period ("30d") the scope is, up to now; "" for dates
+
+    @property
+    def snapshotted(self) -> bool:
+        """Whether the figures job keeps this scope's funnel and responses (FiguresSnapshot):
+        a preset period over every channel and person."""
+        return bool(self.period) and not self.channel and self.assignee_id is None
 
 
 def scope_from(params: Mapping[str, str], *, now: datetime | None = None) -> Scope:
@@ -128,7 +136,8 @@ def scope_from(params: Mapping[str, str], *, now: datetime | None = None) -> Sco
                 _("There is no user “%(username)s”.") % {"username": username[:150]},
                 field="assignee",
             )
-    return Scope(start=start, end=end, channel=channel, assignee_id=assignee_id)
+    period = "" if first or last else params.get("period") or DEFAULT_PERIOD
+    return Scope(start=start, end=end, channel=channel, assignee_id=assignee_id, period=period)
 
 
 def _day(value: str, *, field: str, missing: bool) -> date:
@@ -219,13 +228,18 @@ class Funnel:
     steps: list[FunnelStep]
     restarts: int  # restart events of the cohort in the period
     restart_reasons: list[tuple[str, int]]  # reason → count, most frequent first (top 10)
+    # When the figures come from the job's FiguresSnapshot, when it took them; None when
+    # they were computed now.
+    as_of: datetime | None = None
 
 
 TOP_REASONS = 10
 
 
-def funnel(scope: Scope) -> Funnel:
-    """The four steps for the cohort (see the module's docstring). Two queries.
+def funnel(scope: Scope, *, snapshot: bool = False) -> Funnel:
+    """The four steps for the cohort (see the module's docstring). Two queries; with
+    `snapshot`, one when the figures job's latest FiguresSnapshot of the scope is at most
+    SNAPSHOT_AGE old (`as_of` says when it was taken; see `snapshot_record`).
 
     The services keep each conversation's record as it moves (Conversation.enter_stage),
     so the figures are aggregates over the cohort's own rows, not over its history:
@@ -243,6 +257,14 @@ def funnel(scope: Scope) -> Funnel:
     - **restarts**: the RESTARTED Events of the cohort created in the period, and their
       reasons (as written), most frequent first, the first TOP_REASONS.
     """
+    if snapshot and (taken := _snapshot(scope, "funnel")) is not None:
+        record, as_of = taken
+        return Funnel(
+            steps=[FunnelStep(**step) for step in record["steps"]],
+            restarts=record["restarts"],
+            restart_reasons=[(reason, count) for reason, count in record["restart_reasons"]],
+            as_of=as_of,
+        )
     later = [stage for stage in Stage if stage != Stage.LISTEN]
     columns = [f"{stage}_reached_at" for stage in later]
     columns += [f"time_in_{stage}" for stage in Stage]
@@ -312,6 +334,7 @@ class Responsiveness:
     by_person: list[ResponseFigures]  # most conversations first; "" (unassigned) last
     waiting: list  # up to WAITING_SHOWN Conversations still waiting, oldest received first
     waiting_count: int
+    as_of: datetime | None = None  # as Funnel.as_of (the waiting list is always read now)
 
 
 WAITING_SHOWN = 10
@@ -319,9 +342,10 @@ WAITING_SHOWN = 10
 OVERALL, BY_CHANNEL, BY_PRIORITY, BY_PERSON = "overall", "channel", "priority", "person"
 
 
-def responsiveness(scope: Scope) -> Responsiveness:
+def responsiveness(scope: Scope, *, snapshot: bool = False) -> Responsiveness:
     """First responses of the cohort (see the module's docstring), overall and by channel,
-    priority and person (the current assignee). Two queries.
+    priority and person (the current assignee). Two queries; with `snapshot`, the figures
+    (not the waiting list) come from the latest FiguresSnapshot as for `funnel`.
 
     - **median / p90**: of first_response_at − received_at, over the answered conversations
       (percentile_cont: see the module's docstring).
@@ -338,7 +362,11 @@ def responsiveness(scope: Scope) -> Responsiveness:
     On PostgreSQL one query computes every group (GROUPING SETS); on SQLite it groups by
     channel, priority and person and Python adds the groups up (durations as text).
     """
-    rows = _response_rows(scope)
+    rows, as_of = None, None
+    if snapshot and (taken := _snapshot(scope, "responses")) is not None:
+        rows, as_of = taken
+    if rows is None:
+        rows = _response_rows(scope)
     figures: dict[str, list[ResponseFigures]] = {
         OVERALL: [],
         BY_CHANNEL: [],
@@ -364,6 +392,7 @@ def responsiveness(scope: Scope) -> Responsiveness:
         by_person=sorted(figures[BY_PERSON], key=lambda item: (item.label == "", *by_size(item))),
         waiting=waiting_rows,
         waiting_count=waiting_count,
+        as_of=as_of,
     )
 
 
@@ -500,6 +529,38 @@ def _response_rows(scope: Scope) -> list[tuple[str, object, dict]]:
         values["median"], values["p90"] = percentile(durations, 0.5), percentile(durations, 0.9)
         rows.append((grouping, key, values))
     return rows
+
+
+# The figures job's snapshots ------------------------------------------------------------------
+
+
+def snapshot_record(scope: Scope) -> dict:
+    """What a FiguresSnapshot keeps of `scope`, computed now: the funnel and the groups of
+    first responses (without the waiting list, which the page always reads now)."""
+    computed = funnel(scope)
+    return {
+        "funnel": {
+            "steps": [asdict(step) for step in computed.steps],
+            "restarts": computed.restarts,
+            "restart_reasons": [list(pair) for pair in computed.restart_reasons],
+        },
+        "responses": [list(row) for row in _response_rows(scope)],
+    }
+
+
+def _snapshot(scope: Scope, field: str) -> tuple[object, datetime] | None:
+    """(`field` of the latest FiguresSnapshot of the scope, when it was taken), when the
+    job keeps the scope and its latest is at most SNAPSHOT_AGE old; else None."""
+    if not scope.snapshotted:
+        return None
+    return (
+        FiguresSnapshot.objects.filter(
+            period=scope.period, taken_at__gte=timezone.now() - SNAPSHOT_AGE
+        )
+        .order_by("-taken_at", "-pk")
+        .values_list(field, "taken_at")
+        .first()
+    )
 
 
 # Workload -------------------------------------------------------------------------------------

@@ -251,6 +251,15 @@ def poll_feed(source_id: int):
 # SLAs ------------------------------------------------------------------------------------
 
 
+def snapshot_figures():
+    """Compute the dashboard's funnel and first responses of its preset periods (7, 30 and 90
+    days up to now), which the page then reads instead of aggregating for each view.
+    Scheduled every minute (engage/cron.py); running it twice leaves the newer figures."""
+    from engage.services import figures
+
+    figures.take_figures_snapshots()
+
+
 def check_slas():
     """Flag conversations about to miss (or past) their first-response target, raise new
     breaches one priority level, notify, and take the hourly backlog snapshot. Scheduled

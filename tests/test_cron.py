@@ -15,6 +15,7 @@ def test_the_scheduler_polls_feeds_sweeps_enrichment_and_checks_slas_every_minut
         tasks.poll_due_feeds: 60,
         tasks.sweep_unenriched: 60,
         tasks.check_slas: 60,
+        tasks.snapshot_figures: 60,  # the dashboard's preset periods
         tasks.sweep_notices: 300,  # notices Redis missed
     }
     assert {job.queue_name for job in jobs.values()} == {"default"}

@@ -6,7 +6,7 @@ import csv
 import html
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 import pytest
@@ -16,13 +16,13 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 
-from engage import queries
+from engage import metrics, queries, tasks
 from engage.choices import Priority, SlaState, Stage, State, TicketStatus
 from engage.forms import QueueFilterForm
-from engage.models import BacklogSnapshot, Conversation, WorkloadSnapshot
+from engage.models import BacklogSnapshot, Conversation, FiguresSnapshot, WorkloadSnapshot
 from engage.services import conversations as services
 from engage.services import feedback as feedback_services
-from engage.services import sla
+from engage.services import figures, sla
 from engage.templatetags import charts
 from tests import factories
 
@@ -328,6 +328,68 @@ def test_the_workload_shows_the_minutes_snapshot_with_its_time(as_manager, manag
     later = page(as_manager)
     assert "data-workload-as-of" not in later.content.decode()
     assert workload_rows(later)["manager"] == [0, 0, 0, 1, 1]
+
+
+@pytest.mark.parametrize("period", ["7d", "30d", "90d"])
+def test_the_figures_snapshot_gives_the_figures_computed_now(world, period):
+    scope = metrics.scope_from({"period": period})
+    funnel, responses = metrics.funnel(scope), metrics.responsiveness(scope)
+    taken = {snapshot.period: snapshot for snapshot in figures.take_figures_snapshots()}
+
+    kept = metrics.funnel(scope, snapshot=True)
+    kept_responses = metrics.responsiveness(scope, snapshot=True)
+
+    assert kept.as_of == kept_responses.as_of == taken[period].taken_at
+    assert replace(kept, as_of=None) == funnel
+    assert replace(kept_responses, as_of=None) == responses
+    assert funnel.as_of is None
+    assert responses.as_of is None
+    # The job keeps the preset periods over everyone only: the rest is computed.
+    for narrower in ({"channel": "twitter"}, {"assignee": "manager"}):
+        assert (
+            metrics.funnel(metrics.scope_from({"period": period, **narrower}), snapshot=True).as_of
+            is None
+        )
+
+
+def test_the_funnel_and_responses_show_the_jobs_snapshot_with_its_time(as_manager, world):
+    with CaptureQueriesContext(connection) as computing:
+        computed = page(as_manager)
+    assert "data-funnel-as-of" not in computed.content.decode()
+    tasks.snapshot_figures()
+    tasks.snapshot_figures()  # again: one snapshot a period, the newer
+    assert sorted(FiguresSnapshot.objects.values_list("period", flat=True)) == ["30d", "7d", "90d"]
+    (taken_at,) = set(FiguresSnapshot.objects.values_list("taken_at", flat=True))
+    # Received since: the snapshot does not count it yet.
+    received(timedelta(minutes=1), channel="twitter")
+
+    with CaptureQueriesContext(connection) as reading:
+        response = page(as_manager)
+    body = response.content.decode()
+
+    assert response.context["funnel"]["steps"] == computed.context["funnel"]["steps"]
+    assert (
+        response.context["responsiveness"]["overall"]
+        == computed.context["responsiveness"]["overall"]
+    )
+    as_of = timezone.localtime(taken_at).strftime("%H:%M")
+    assert body.count(f"As of {as_of} (counted every minute).") == 2
+    assert 'data-funnel-as-of="' in body
+    assert 'data-responses-as-of="' in body
+    # The snapshot spares the aggregates (the waiting list is read as ever).
+    assert len(reading.captured_queries) < len(computing.captured_queries)
+    # A channel of one's own is computed, and counts the new one.
+    twitter = page(as_manager, "?channel=twitter")
+    assert "data-funnel-as-of" not in twitter.content.decode()
+    assert twitter.context["funnel"]["funnel"].steps[0].reached == 5
+
+    # Once older than metrics.SNAPSHOT_AGE, the page computes again.
+    FiguresSnapshot.objects.update(taken_at=timezone.now() - timedelta(minutes=5))
+    later = page(as_manager)
+    assert "data-funnel-as-of" not in later.content.decode()
+    assert later.context["funnel"]["funnel"].steps[0].reached == (
+        computed.context["funnel"]["funnel"].steps[0].reached + 1
+    )
 
 
 def test_charts_escape_the_text_they_show(as_manager, manager, product):

@@ -751,13 +751,16 @@ NOW = datetime(2026, 11, 21, 15, 30, tzinfo=UTC)
 
 @pytest.mark.parametrize(("period", "days"), [("7d", 7), ("30d", 30), ("90d", 90)])
 def test_a_period_is_the_days_up_to_now(period, days):
-    assert metrics.scope_from({"period": period}, now=NOW) == Scope(NOW - timedelta(days), NOW)
+    scope = metrics.scope_from({"period": period}, now=NOW)
+    assert scope == Scope(NOW - timedelta(days), NOW, period=period)
+    assert scope.snapshotted
 
 
 def test_the_default_scope_is_the_last_30_days_of_everything():
-    assert metrics.scope_from({}, now=NOW) == Scope(NOW - timedelta(days=30), NOW, "", None)
+    every = Scope(NOW - timedelta(days=30), NOW, "", None, period="30d")
+    assert metrics.scope_from({}, now=NOW) == every
     blank = {"period": "", "start": "", "end": "", "channel": "", "assignee": ""}
-    assert metrics.scope_from(blank, now=NOW) == Scope(NOW - timedelta(days=30), NOW)
+    assert metrics.scope_from(blank, now=NOW) == every
 
 
 def test_dates_cover_whole_days_in_the_current_time_zone_and_win_over_the_period():
