@@ -27,6 +27,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
+from django_rq.admin import QueueAdmin
+from django_rq.models import Dashboard as RqDashboard
 
 from engage import queries
 from engage.choices import CLOSED_TICKET_STATUSES, Priority, Role, SourceKind, TicketStatus
@@ -1211,3 +1213,18 @@ class ApiTokenAdmin(ReadOnlyAdmin):
             % {"count": len(ids)},
             messages.SUCCESS,
         )
+
+
+class JobQueuesAdmin(QueueAdmin):
+    """django-rq's queues in the admin (its statistics page and the pages under it). Its
+    Dashboard model has no table, so the object pages a ModelAdmin adds for any model
+    (/admin/django_rq/dashboard/<id>/change/, /delete/, /history/) failed with a 500: here
+    there is no such object, and the admin says so as for any missing one."""
+
+    def get_object(self, request, object_id, from_field=None):
+        return None
+
+
+if admin.site.is_registered(RqDashboard):
+    admin.site.unregister(RqDashboard)
+    admin.site.register(RqDashboard, JobQueuesAdmin)

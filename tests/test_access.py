@@ -166,9 +166,10 @@ TOKEN_VIEWS = {stats_views.stats_json}
 # Staff are not sent to these to read them (refusals are still checked there):
 # - parameters world() fills with names of nothing: django-rq raises (a 500) for them;
 MADE_UP = {"job_id", "result_id", "key", "scheduler_name", "cron_job_name", "token"}
-# - django-rq's page for rq-scheduler, a package engage does not use (rqcron schedules);
-# - django-rq's "Dashboard" is a model without a table: only its list page works.
-NOT_READ = ("admin/django_rq/dashboard/schedulers/", "admin/django_rq/dashboard/<path:object_id>/")
+# - django-rq's page for rq-scheduler, a package engage does not use (rqcron schedules).
+# (django-rq's "Dashboard" is a model without a table: its object pages say there is no such
+# object, engage.admin.JobQueuesAdmin; they are read like every other admin page.)
+NOT_READ = ("admin/django_rq/dashboard/schedulers/",)
 
 KNOWN_CONVERTERS = (
     url_converters.IntConverter,
