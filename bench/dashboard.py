@@ -46,9 +46,11 @@ from engage.services import figures, sla  # noqa: E402
 
 FIGURES = {
     "funnel": metrics.funnel,
-    "funnel, snapshot": partial(metrics.funnel, snapshot=True),
+    "funnel, snapshot": lambda scope: metrics.funnel(scope, kept=metrics.kept_figures(scope)),
     "responsiveness": metrics.responsiveness,
-    "responsiveness, snapshot": partial(metrics.responsiveness, snapshot=True),
+    "responsiveness, snapshot": lambda scope: metrics.responsiveness(
+        scope, kept=metrics.kept_figures(scope)
+    ),
     "workload": metrics.workload,
     "workload, snapshot": partial(metrics.workload, snapshot=True),
     "feedback_figures": metrics.feedback_figures,

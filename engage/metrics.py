@@ -239,10 +239,9 @@ class Funnel:
 TOP_REASONS = 10
 
 
-def funnel(scope: Scope, *, snapshot: bool = False) -> Funnel:
-    """The four steps for the cohort (see the module's docstring). Two queries; with
-    `snapshot`, one when the figures job's latest FiguresSnapshot of the scope is at most
-    SNAPSHOT_AGE old (`as_of` says when it was taken; see `snapshot_record`).
+def funnel(scope: Scope, *, kept: "KeptFigures | None" = None) -> Funnel:
+    """The four steps for the cohort (see the module's docstring). Two queries; none when
+    `kept` (kept_figures) holds them, and `as_of` then says when they were computed.
 
     The services keep each conversation's record as it moves (Conversation.enter_stage),
     so the figures are aggregates over the cohort's own rows, not over its history:
@@ -260,13 +259,13 @@ def funnel(scope: Scope, *, snapshot: bool = False) -> Funnel:
     - **restarts**: the RESTARTED Events of the cohort created in the period, and their
       reasons (as written), most frequent first, the first TOP_REASONS.
     """
-    if snapshot and (taken := _snapshot(scope, "funnel")) is not None:
-        record, as_of = taken
+    if kept is not None:
+        record = kept.funnel
         return Funnel(
             steps=[FunnelStep(**step) for step in record["steps"]],
             restarts=record["restarts"],
             restart_reasons=[(reason, count) for reason, count in record["restart_reasons"]],
-            as_of=as_of,
+            as_of=kept.taken_at,
         )
     later = [stage for stage in Stage if stage != Stage.LISTEN]
     columns = [f"{stage}_reached_at" for stage in later]
@@ -345,10 +344,10 @@ WAITING_SHOWN = 10
 OVERALL, BY_CHANNEL, BY_PRIORITY, BY_PERSON = "overall", "channel", "priority", "person"
 
 
-def responsiveness(scope: Scope, *, snapshot: bool = False) -> Responsiveness:
+def responsiveness(scope: Scope, *, kept: "KeptFigures | None" = None) -> Responsiveness:
     """First responses of the cohort (see the module's docstring), overall and by channel,
-    priority and person (the current assignee). Two queries; with `snapshot`, the figures
-    (not the waiting list) come from the latest FiguresSnapshot as for `funnel`.
+    priority and person (the current assignee). Two queries; one when `kept` holds the
+    figures (not the waiting list, always read now), as for `funnel`.
 
     - **median / p90**: of first_response_at − received_at, over the answered conversations
       (percentile_cont: see the module's docstring).
@@ -365,11 +364,7 @@ def responsiveness(scope: Scope, *, snapshot: bool = False) -> Responsiveness:
     On PostgreSQL one query computes every group (GROUPING SETS); on SQLite it groups by
     channel, priority and person and Python adds the groups up (durations as text).
     """
-    rows, as_of = None, None
-    if snapshot and (taken := _snapshot(scope, "responses")) is not None:
-        rows, as_of = taken
-    if rows is None:
-        rows = _response_rows(scope)
+    rows = kept.responses if kept is not None else _response_rows(scope)
     figures: dict[str, list[ResponseFigures]] = {
         OVERALL: [],
         BY_CHANNEL: [],
@@ -395,7 +390,7 @@ def responsiveness(scope: Scope, *, snapshot: bool = False) -> Responsiveness:
         by_person=sorted(figures[BY_PERSON], key=lambda item: (item.label == "", *by_size(item))),
         waiting=waiting_rows,
         waiting_count=waiting_count,
-        as_of=as_of,
+        as_of=kept.taken_at if kept is not None else None,
     )
 
 
@@ -551,19 +546,30 @@ def snapshot_record(scope: Scope) -> dict:
     }
 
 
-def _snapshot(scope: Scope, field: str) -> tuple[object, datetime] | None:
-    """(`field` of the latest FiguresSnapshot of the scope, when it was taken), when the
-    job keeps the scope and its latest is at most SNAPSHOT_AGE old; else None."""
+@dataclass(frozen=True)
+class KeptFigures:
+    """The figures job's latest FiguresSnapshot of a scope: what snapshot_record computed."""
+
+    funnel: dict
+    responses: list
+    taken_at: datetime
+
+
+def kept_figures(scope: Scope) -> KeptFigures | None:
+    """The latest FiguresSnapshot of the scope when the job keeps the scope and it is at
+    most SNAPSHOT_AGE old, for `funnel` and `responsiveness`; else None. One query (none
+    for a scope the job does not keep)."""
     if not scope.snapshotted:
         return None
-    return (
+    row = (
         FiguresSnapshot.objects.filter(
             period=scope.period, taken_at__gte=timezone.now() - SNAPSHOT_AGE
         )
         .order_by("-taken_at", "-pk")
-        .values_list(field, "taken_at")
+        .values_list("funnel", "responses", "taken_at")
         .first()
     )
+    return KeptFigures(*row) if row is not None else None
 
 
 # Workload -------------------------------------------------------------------------------------

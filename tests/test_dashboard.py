@@ -336,8 +336,8 @@ def test_the_figures_snapshot_gives_the_figures_computed_now(world, period):
     funnel, responses = metrics.funnel(scope), metrics.responsiveness(scope)
     taken = {snapshot.period: snapshot for snapshot in figures.take_figures_snapshots()}
 
-    kept = metrics.funnel(scope, snapshot=True)
-    kept_responses = metrics.responsiveness(scope, snapshot=True)
+    kept = metrics.funnel(scope, kept=metrics.kept_figures(scope))
+    kept_responses = metrics.responsiveness(scope, kept=metrics.kept_figures(scope))
 
     assert kept.as_of == kept_responses.as_of == taken[period].taken_at
     assert replace(kept, as_of=None) == funnel
@@ -346,10 +346,8 @@ def test_the_figures_snapshot_gives_the_figures_computed_now(world, period):
     assert responses.as_of is None
     # The job keeps the preset periods over everyone only: the rest is computed.
     for narrower in ({"channel": "twitter"}, {"assignee": "manager"}):
-        assert (
-            metrics.funnel(metrics.scope_from({"period": period, **narrower}), snapshot=True).as_of
-            is None
-        )
+        narrow = metrics.scope_from({"period": period, **narrower})
+        assert metrics.funnel(narrow, kept=metrics.kept_figures(narrow)).as_of is None
 
 
 def test_the_funnel_and_responses_show_the_jobs_snapshot_with_its_time(as_manager, world):

@@ -490,13 +490,14 @@ def dashboard(request):
     links = Links(scope, params.get("assignee", ""))
     # The figures job's snapshot of the preset periods when there is one: aggregating 90 days
     # at a million conversations for each view takes half a second (engage.services.figures).
-    responses = metrics.responsiveness(scope, snapshot=True)
+    kept = metrics.kept_figures(scope)
+    responses = metrics.responsiveness(scope, kept=kept)
     responsiveness = responsiveness_section(responses, links, people)
     context.update(
         scope=scope,
         now=timezone.now(),
         export_query=urlencode(params),
-        funnel=funnel_section(metrics.funnel(scope, snapshot=True), links),
+        funnel=funnel_section(metrics.funnel(scope, kept=kept), links),
         responsiveness=responsiveness,
         response_charts=[
             (
